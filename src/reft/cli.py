@@ -1,0 +1,144 @@
+"""The ``reft`` command line: parses arguments and dispatches. No logic lives here.
+
+Heavy modules (torch, transformers) are imported only by the command that runs,
+so ``reft --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from reft import __version__
+from reft.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _call(target: str) -> Callable[[argparse.Namespace], Any]:
+    """Lazily import ``module:function`` and call it with the parsed arguments."""
+    module, func = target.split(":")
+
+    def run(args: argparse.Namespace) -> Any:
+        return getattr(importlib.import_module(module), func)(args)
+
+    return run
+
+
+def _config_command(sub, name: str, cls_name: str, target: str, help_: str) -> None:
+    from reft import config
+    from reft.configio import add_config_args
+
+    p = sub.add_parser(name, help=help_, description=help_)
+    add_config_args(p, getattr(config, cls_name))
+    p.set_defaults(func=_call(target))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reft",
+        description="Reinforced Fine-Tuning (ReFT) of language models for math reasoning.",
+        epilog="Run 'reft COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"reft {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="run the whole ReFT protocol on the embedded synthetic task",
+                       description="Synthetic task -> tiny model -> SFT warm-up -> continued SFT vs "
+                       "ReFT -> evaluation -> results.json/results.md/report.html.")
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--quick", action="store_true", help="a smaller ~3-minute version")
+    p.add_argument("--cot", choices=["nl", "python"], default="nl", help="CoT style (default: nl)")
+    p.set_defaults(func=_call("reft.demo:main"))
+
+    p = sub.add_parser("pipeline", help="warm-up -> SFT/ReFT/baselines -> eval -> report from a YAML",
+                       description="Run the paper protocol on a real model and data set; "
+                       "rerunning resumes finished stages.")
+    p.add_argument("config", metavar="CONFIG.yaml", help="pipeline config (see configs/)")
+    p.set_defaults(func=_call("reft.pipeline:main"))
+
+    p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a demo/pipeline/training run directory")
+    p.set_defaults(func=_call("reft.report:main"))
+
+    data = sub.add_parser("data", help="data utilities (synth, check)")
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    p = dsub.add_parser("synth", help="write the synthetic GSM8K-style task in ReFT JSON format")
+    p.add_argument("--n", type=int, default=5000, help="number of problems (default: 5000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="which split: train and test never share a problem (default: train)")
+    p.add_argument("--out", required=True, help="output .json file")
+    p.set_defaults(func=_call("reft.data.synthetic:main"))
+    p = dsub.add_parser("check", help="load a data file and report its row count and a sample")
+    p.add_argument("source", help="file or Hugging Face dataset name")
+    p.add_argument("--data-format", default="auto", choices=["auto", "gsm8k", "reft", "hf"])
+    p.add_argument("--columns", default="", help="column mapping, e.g. question=problem,answer=label")
+    p.add_argument("--task", default="numeric", choices=["numeric", "mc"])
+    p.add_argument("--hf-split", default="train")
+    p.set_defaults(func=_call("reft.data:check_main"))
+
+    model = sub.add_parser("model", help="model utilities (init)")
+    msub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    p = msub.add_parser("init", help="build a tiny Llama-style model and train its tokenizer")
+    p.add_argument("--out", required=True, help="output HF model directory")
+    p.add_argument("--preset", choices=["tiny", "small"], default="tiny", help="size (default: tiny)")
+    p.add_argument("--data", default="", help="text source for the tokenizer (default: synthetic task)")
+    p.add_argument("--vocab-size", type=int, help="override the preset's vocabulary size")
+    p.add_argument("--hidden-size", type=int, help="override hidden size")
+    p.add_argument("--layers", type=int, help="override number of layers")
+    p.add_argument("--heads", type=int, help="override number of attention heads")
+    p.add_argument("--max-positions", type=int, help="override max sequence length")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_call("reft.models.tiny:main"))
+
+    _config_command(sub, "sft", "SFTConfig", "reft.training.sft:main",
+                    "supervised fine-tuning (warm-up / SFT baseline), loss on CoT tokens only")
+    _config_command(sub, "ppo", "PPOConfig", "reft.training.ppo:main",
+                    "ReFT: PPO with answer rewards from a warm-up checkpoint")
+    _config_command(sub, "eval", "EvalConfig", "reft.eval.runner:main",
+                    "evaluate top-1, vote@k, pass@k (and rerank@k with --rerank)")
+    _config_command(sub, "sample", "SampleConfig", "reft.rollout.sample_cmd:main",
+                    "sample k completions per question to JSON lines (resumable)")
+
+    p = sub.add_parser("exec", help="run model-written programs from a JSON file in the sandbox")
+    p.add_argument("file", help="JSON array of program strings (or objects with a 'program' key)")
+    p.add_argument("--timeout-s", type=float, default=3.0, help="per-program time limit (default: 3)")
+    p.set_defaults(func=_call("reft.sandbox.cli:main"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # a command group without its subcommand, or no command at all
+        for group in ("data", "model", "reranker"):
+            if args.command == group:
+                parser.parse_args([group, "--help"])
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        result = args.func(args)
+    except UserError as e:
+        print(f"reft {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reft {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # python -m reft.cli
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
