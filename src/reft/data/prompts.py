@@ -1,0 +1,112 @@
+"""Prompts and targets in ReFT's format (lqtrung1998/mwp_ReFT).
+
+N-CoT::
+
+    prompt  = "Question:\\n{question}\\nAnswer reasoning:\\n"
+    target  = "{cot}\\nTherefore, the answer is: {answer}"
+
+P-CoT: the prompt also opens the program, and the target is the function body::
+
+    prompt  = "Question:\\n{question}\\nAnswer reasoning:\\n" + header
+    header  = PYTHON_HEADER: "def solution():" and the question as its docstring
+    target  = "    num_species = 29\\n    ...\\n    return result"
+    program = header + completion            (what the sandbox runs)
+
+ReFT's own SFT puts the header in the target and its RL/eval prompts end with it;
+here the header is always prompt (so SFT loss covers only model-written code, and the
+docstring is always the question, even for the 37 SVAMP programs whose docstring
+was re-punctuated). A reference program that does not open with ``def solution():``
+(e.g. imports or helpers first) is used whole as the target: after the header it
+still runs, because its own ``def solution`` replaces the empty stub.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reft.answers import ANSWER_TRIGGER
+from reft.config import PROMPT_TEMPLATE
+from reft.data.records import Example
+from reft.errors import UserError
+
+PYTHON_HEADER = 'def solution():\n    """{question}"""\n'
+"""Opens every P-CoT program; the model writes the body."""
+
+# "def solution():" with its """docstring""" (any number of lines) ...
+_DOCSTRING_HEADER = re.compile(r'def solution\(\):[ \t]*\n[ \t]+"""(?:[^"]|"(?!""))*"""[ \t]*\n')
+# ... or with a one-line '''docstring''', or with none.
+_HEADER = re.compile(r"def solution\(\):[ \t]*\n(?:[ \t]+'''[^\n]*?'''[ \t]*\n)?")
+_PROGRAM_START = re.compile(r"^def solution\(\):", re.MULTILINE)
+_DECIMAL = re.compile(r"-?\d+\.\d+")
+
+
+def check_template(template: str) -> str:
+    """The template, or a UserError when it has no ``{question}`` slot."""
+    if "{question}" not in template:
+        raise UserError(f"--template: must contain {{question}}; got {template!r}")
+    return template
+
+
+def _docstring_text(question: str) -> str:
+    """The question made safe inside a triple-quoted string (usually unchanged)."""
+    text = question.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return text[:-1] + '\\"' if text.endswith('"') else text
+
+
+def python_header(question: str) -> str:
+    """``def solution():\\n    \"\"\"{question}\"\"\"\\n`` for a question."""
+    return PYTHON_HEADER.replace("{question}", _docstring_text(question.strip()))
+
+
+def build_prompt(question: str, cot: str = "nl", template: str = PROMPT_TEMPLATE) -> str:
+    """The model's input: the template filled with the question (+ program header for python)."""
+    prompt = check_template(template).replace("{question}", question.strip())
+    if cot == "python":
+        return prompt + python_header(question)
+    if cot != "nl":
+        raise ValueError(f"cot must be 'nl' or 'python', got {cot!r}")
+    return prompt
+
+
+def format_answer(answer: str) -> str:
+    """A gold as written in a target: ``"203.0"`` -> ``"203"``, ``"3.50"`` -> ``"3.5"``."""
+    answer = answer.strip()
+    if not _DECIMAL.fullmatch(answer):
+        return answer
+    answer = answer.rstrip("0").rstrip(".")
+    return "0" if answer in ("-0", "") else answer
+
+
+def program_body(program: str) -> str:
+    """A reference program without its ``def solution():`` + docstring opening.
+
+    A program that does not start with ``def solution():`` is returned whole.
+    """
+    program = program.strip("\n")
+    m = _DOCSTRING_HEADER.match(program) or _HEADER.match(program)
+    return (program[m.end() :] if m else program).rstrip()
+
+
+def build_target(example: Example, cot: str = "nl") -> str:
+    """What the model learns to write after the prompt (see the module docstring)."""
+    if not example.cot:
+        raise UserError(f"example {example.id}: no chain of thought to train on")
+    if cot == "nl":
+        return f"{example.cot.strip()}\n{ANSWER_TRIGGER} {format_answer(example.answer)}"
+    if cot == "python":
+        return program_body(example.cot)
+    raise ValueError(f"cot must be 'nl' or 'python', got {cot!r}")
+
+
+def program_from_completion(question: str, completion: str) -> str:
+    """The runnable program: the header the prompt ended with, then the model's code."""
+    return python_header(question) + completion
+
+
+def full_program(text: str) -> str:
+    """The program in a decoded prompt+completion: from its ``def solution():`` line on.
+
+    Text without such a line is returned unchanged (the sandbox reports it as failed).
+    """
+    m = _PROGRAM_START.search(text)
+    return text[m.start() :] if m else text

@@ -1,0 +1,398 @@
+"""The embedded synthetic task: GSM8K-style word problems with several valid solutions.
+
+ReFT's premise (Luong et al. 2024, Sec. 1): a question often admits several correct
+chains of thought, the annotation shows one; SFT imitates it, RL reinforces any chain
+that reaches the answer. Each template family lists candidate *paths* (step orders,
+``k*a + k*b`` vs ``k*(a+b)``, subtracting before or after summing, dividing before or
+after multiplying); a path is valid when every step is an integer in [1, 1000) and every
+division exact. The first path is canonical (it defines the gold answer and constraints);
+the annotation is a random valid path. Splits hash a problem's content (every entity and
+number, all of which every phrasing mentions), so train and test never share a problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import operator
+import os
+import random
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reft.data.records import Example
+from reft.errors import UserError
+
+SPLITS = ("train", "test")
+COT_STYLES = ("nl", "python")
+ANSWER_SENTENCE = "\nTherefore, the answer is: "
+MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
+Params = dict[str, int | str]
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+          "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
+
+_WORDS = {key: words.split() for key, words in {
+    "NAMES": "Tom Ben Sam Jack Leo Max Omar Ravi Anna Lucy Mia Emma Nora Lily Zoe Ella",
+    "ITEMS": "pens books apples toys cups candles socks plates kites hats",
+    "THINGS": "stickers cards marbles candies beads stamps buttons shells",
+    "FOODS": "cookies muffins cakes rolls pies buns", "VEHICLES": "car van bus truck",
+    "INGREDIENTS": "flour sugar milk butter oats rice nuts",
+    "COLORS": "red blue green yellow white black pink", "PURCHASES": "bike game book lamp bag ball",
+}.items()}
+_HE = set(_WORDS["NAMES"][:8])  # the boys' names
+
+
+@dataclass(frozen=True)
+class Step:
+    """One equation ``var = left op right``; ``text`` holds ``{eq}`` and entity fields."""
+    var: str
+    left: str | int
+    op: str
+    right: str | int
+    text: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A template family: how to sample it, phrasings of the question, steps and paths."""
+    name: str
+    spec: tuple[tuple[list[str], str], ...]  # (names, source) pairs, see _family
+    questions: tuple[str, ...]
+    paths: tuple[tuple[Step, ...], ...]  # the first is canonical
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A generated problem with all its distinct valid paths and the annotated one."""
+    family: str
+    key: tuple
+    params: Params
+    question: str
+    answer: int
+    paths: tuple[tuple[Step, ...], ...]
+    chosen: int
+
+
+def _family(name: str, spec: str, questions: Sequence[str], steps: dict[str, str],
+            paths: Sequence[str]) -> Family:
+    """``spec``: ``person`` (a name and pronouns), ``a,b=WORDS`` (distinct words) or
+    ``x=lo-hi[*step]`` (an integer); ``steps``: ``{"var[#tag]": "left op right | sentence"}``.
+    """
+    parsed = {}
+    for key, text in steps.items():
+        expr, text = text.split(" | ")
+        left, op, right = (int(t) if t.isdigit() else t for t in expr.split())
+        parsed[key] = Step(key.split("#")[0], left, op, right, text)
+    fields = tuple((t.partition("=")[0].split(","), t.partition("=")[2]) for t in spec.split())
+    return Family(name, fields, tuple(questions),
+                  tuple(tuple(parsed[k] for k in p.split()) for p in paths))
+
+
+def _sample(family: Family, rng: random.Random) -> Params:
+    params: Params = {}
+    for names, source in family.spec:
+        if names == ["person"]:
+            name = rng.choice(_WORDS["NAMES"])
+            he, his = ("he", "his") if name in _HE else ("she", "her")
+            params |= {"name": name, "he": he, "He": he.capitalize(), "his": his}
+        elif source in _WORDS:
+            params |= zip(names, rng.sample(_WORDS[source], len(names)), strict=True)
+        else:  # "lo-hi" or "lo-hi*k", k a number or an earlier field; random() beats randint
+            bounds, _, k = source.partition("*")
+            lo, hi = map(int, bounds.split("-"))
+            mult = params.get(k) or int(k or 1)
+            params[names[0]] = (lo + int(rng.random() * (hi - lo + 1))) * mult
+    return params
+
+
+def _run(steps: Sequence[Step], params: Params) -> list[tuple[int, int, int]] | None:
+    """Each step's ``(left, right, value)``, or None when the path is invalid here."""
+    env: dict = dict(params)
+    out = []
+    for s in steps:
+        a, b = env.get(s.left, s.left), env.get(s.right, s.right)  # a name or a literal
+        value = _ARITH[s.op](a, b)
+        if not 0 < value < MAX_VALUE:  # zero steps ("0 more than") read badly
+            return None
+        env[s.var] = value
+        out.append((a, b, value))
+    return out
+
+
+FAMILIES: tuple[Family, ...] = (
+    _family("shopping", "person item1,item2=ITEMS money=3-30*10 count1=2-9 price1=2-15 "
+            "count2=2-9 price2=2-15", [
+        "{name} has {money} dollars. {He} buys {count1} {item1} at {price1} dollars each and "
+        "{count2} {item2} at {price2} dollars each. How many dollars does {he} have left?",
+        "At the shop {item1} cost {price1} dollars each and {item2} cost {price2} each. {name} "
+        "buys {count1} {item1} and {count2} {item2} with {his} {money} dollars. How much is left?",
+    ], {
+        "cost1": "count1 * price1 | The {item1} cost {eq} dollars.",
+        "cost2": "count2 * price2 | The {item2} cost {eq} dollars.",
+        "spent": "cost1 + cost2 | Together they cost {eq} dollars.",
+        "left": "money - spent | So {eq} dollars are left.",
+        "after": "money - cost1 | After the {item1}, {eq} dollars are left.",
+        "left#1": "after - cost2 | After the {item2}, {eq} dollars are left.",
+        "after#2": "money - cost2 | After the {item2}, {eq} dollars are left.",
+        "left#2": "after - cost1 | After the {item1}, {eq} dollars are left.",
+    }, ["cost1 cost2 spent left", "cost2 cost1 spent left", "cost1 after cost2 left#1",
+        "cost2 after#2 cost1 left#2"]),
+    _family("recipes", "person food=FOODS ing1,ing2=INGREDIENTS cups1=2-12 cups2=2-12 "
+            "batches=2-9", [
+        "One batch of {food} needs {cups1} cups of {ing1} and {cups2} cups of {ing2}. {name} "
+        "makes {batches} batches. How many cups of {ing1} and {ing2} does {he} use in all?",
+        "{name} bakes {batches} batches of {food}. Each batch uses {cups1} cups of {ing1} and "
+        "{cups2} cups of {ing2}. How many cups does {he} use in total?",
+    ], {
+        "per_batch": "cups1 + cups2 | One batch needs {eq} cups.",
+        "total": "batches * per_batch | So {he} uses {eq} cups.",
+        "used1": "batches * cups1 | {He} uses {eq} cups of {ing1}.",
+        "used2": "batches * cups2 | {He} uses {eq} cups of {ing2}.",
+        "total#a": "used1 + used2 | In all {he} uses {eq} cups.",
+    }, ["per_batch total", "used1 used2 total#a", "used2 used1 total#a"]),
+    _family("sharing", "person thing=THINGS packs=2-9 per_pack=2-12 more=1-9 friends=2-6", [
+        "{name} has {packs} packs of {per_pack} {thing}. {He} buys {more} more packs. Then {he} "
+        "shares all the {thing} equally among {friends} friends. How many does each get?",
+        "A pack holds {per_pack} {thing}. {name} had {packs} packs and got {more} more. {He} "
+        "splits the {thing} evenly between {friends} friends. How many {thing} does each get?",
+    ], {
+        "all_packs": "packs + more | {He} has {eq} packs.",
+        "total": "all_packs * per_pack | That is {eq} {thing}.",
+        "each": "total / friends | Each friend gets {eq} {thing}.",
+        "packs_each": "all_packs / friends | Each friend gets {eq} packs.",
+        "each#p": "packs_each * per_pack | That is {eq} {thing} each.",
+        "from_pack": "per_pack / friends | Each friend gets {eq} {thing} from every pack.",
+        "each#f": "all_packs * from_pack | So each friend gets {eq} {thing}.",
+        "old": "packs * per_pack | The first packs hold {eq} {thing}.",
+        "new": "more * per_pack | The new packs hold {eq} {thing}.",
+        "total#n": "old + new | That is {eq} {thing}.",
+    }, ["all_packs total each", "all_packs packs_each each#p", "all_packs from_pack each#f",
+        "from_pack all_packs each#f", "old new total#n each"]),
+    _family("rates", "person purchase=PURCHASES hours=2-9 rate=5-25 days=2-7 spent=1-30*5", [
+        "{name} works {hours} hours a day and earns {rate} dollars an hour. After {days} days "
+        "{he} spends {spent} dollars on a {purchase}. How many dollars does {he} have left?",
+        "{name} earns {rate} dollars for each hour of work. {He} works {hours} hours a day for "
+        "{days} days, then buys a {purchase} for {spent} dollars. How much money is left?",
+    ], {
+        "daily": "hours * rate | {He} earns {eq} dollars a day.",
+        "earned": "daily * days | In {days} days {he} earns {eq} dollars.",
+        "total_hours": "hours * days | {He} works {eq} hours in all.",
+        "earned#h": "total_hours * rate | So {he} earns {eq} dollars.",
+        "left": "earned - spent | {He} has {eq} dollars left.",
+    }, ["daily earned left", "total_hours earned#h left"]),
+    _family("ages", "a,b,c=NAMES age_a=5-40 older=2-15 younger=1-12", [
+        "{a} is {age_a} years old. {b} is {older} years older than {a}. {c} is {younger} years "
+        "younger than {b}. What is the sum of their three ages?",
+        "{b} is {older} years older than {a}, who is {age_a}. {c} is {younger} years younger "
+        "than {b}. How old are {a}, {b} and {c} together?",
+    ], {
+        "age_b": "age_a + older | {b} is {eq} years old.",
+        "age_c": "age_b - younger | {c} is {eq} years old.",
+        "ab": "age_a + age_b | {a} and {b} are {eq} together.",
+        "total": "ab + age_c | All three are {eq} years old together.",
+        "bc": "age_b + age_c | {b} and {c} are {eq} together.",
+        "total#bc": "age_a + bc | All three are {eq} years old together.",
+        "ac": "age_a + age_c | {a} and {c} are {eq} together.",
+        "total#ac": "ac + age_b | All three are {eq} years old together.",
+    }, ["age_b age_c ab total", "age_b ab age_c total", "age_b age_c bc total#bc",
+        "age_b age_c ac total#ac"]),
+    _family("collections", "person thing=THINGS col1,col2,col3=COLORS count1=3-40 count2=5-40 "
+            "count3=3-40 given=2-20", [
+        "{name} has {count1} {col1}, {count2} {col2} and {count3} {col3} {thing}. {He} gives "
+        "away {given} {col2} {thing}. How many {thing} does {he} have now?",
+        "A box holds {count1} {col1} {thing}, {count2} {col2} {thing} and {count3} {col3} "
+        "{thing}. {name} takes out {given} of the {col2} ones. How many {thing} are left?",
+    ], {
+        "left2": "count2 - given | {eq} {col2} {thing} are left.",
+        "s12": "count1 + count2 | The {col1} and {col2} ones make {eq}.",
+        "total": "s12 + count3 | With the {col3} ones, that is {eq} {thing}.",
+        "s23": "count2 + count3 | The {col2} and {col3} ones make {eq}.",
+        "total#23": "count1 + s23 | With the {col1} ones, that is {eq} {thing}.",
+        "s13": "count1 + count3 | The {col1} and {col3} ones make {eq}.",
+        "total#13": "s13 + count2 | With the {col2} ones, that is {eq} {thing}.",
+        "left": "total - given | So {eq} {thing} are left.",
+        "s12#l": "count1 + left2 | With the {col1} ones, that is {eq}.",
+        "left#12": "s12 + count3 | With the {col3} ones, {eq} {thing} are left.",
+        "s23#l": "left2 + count3 | With the {col3} ones, that is {eq}.",
+        "left#23": "count1 + s23 | With the {col1} ones, {eq} {thing} are left.",
+        "left#13": "s13 + left2 | With the {col2} ones left, that is {eq} {thing}.",
+    }, ["left2 s12#l left#12", "left2 s23#l left#23", "s12 total left", "s23 total#23 left",
+        "s13 total#13 left", "s13 left2 left#13", "left2 s13 left#13"]),
+    _family("comparisons", "a,b,c=NAMES thing=THINGS has_a=3-30 times=2-5 fewer=1-20", [
+        "{a} has {has_a} {thing}. {b} has {times} times as many {thing} as {a}. {c} has {fewer} "
+        "fewer {thing} than {b}. How many more {thing} does {c} have than {a}?",
+        "{b} has {times} times as many {thing} as {a}, and {a} has {has_a}. {c} has {fewer} "
+        "{thing} less than {b}. How many more {thing} does {c} have than {a}?",
+    ], {
+        "has_b": "times * has_a | {b} has {eq} {thing}.",
+        "has_c": "has_b - fewer | {c} has {eq} {thing}.",
+        "more": "has_c - has_a | {c} has {eq} more than {a}.",
+        "b_more": "has_b - has_a | {b} has {eq} more than {a}.",
+        "more#b": "b_more - fewer | So {c} has {eq} more than {a}.",
+        "extra": "times - 1 | {b} has {eq} extra lots of {a}'s {thing}.",
+        "b_more#x": "extra * has_a | So {b} has {eq} more than {a}.",
+    }, ["has_b has_c more", "has_b b_more more#b", "extra b_more#x more#b"]),
+    _family("travel", "person vehicle=VEHICLES speed=2-12*5 hours_mon=2-5 hours_tue=2-5 "
+            "hours_wed=2-5", [
+        "{name}'s {vehicle} goes {speed} km every hour. It drives {hours_mon} hours on Monday, "
+        "{hours_tue} hours on Tuesday and {hours_wed} hours on Wednesday. How many km is that?",
+        "{name} drives {his} {vehicle} at {speed} km per hour: {hours_mon} hours on Monday, "
+        "{hours_tue} on Tuesday and {hours_wed} on Wednesday. How far does {he} drive in km?",
+    ], {
+        "mon_tue": "hours_mon + hours_tue | Monday and Tuesday take {eq} hours.",
+        "hours": "mon_tue + hours_wed | With Wednesday, that is {eq} hours.",
+        "tue_wed": "hours_tue + hours_wed | Tuesday and Wednesday take {eq} hours.",
+        "hours#tw": "hours_mon + tue_wed | With Monday, that is {eq} hours.",
+        "mon_wed": "hours_mon + hours_wed | Monday and Wednesday take {eq} hours.",
+        "hours#mw": "mon_wed + hours_tue | With Tuesday, that is {eq} hours.",
+        "km": "hours * speed | The distance is {eq} km.",
+    }, ["mon_tue hours km", "tue_wed hours#tw km", "mon_wed hours#mw km"]),
+    _family("savings", "person purchase=PURCHASES per_week=2-20 weeks=2-10 spent=2-60 "
+            "gift=5-60", [
+        "{name} saves {per_week} dollars a week for {weeks} weeks. Then {he} spends {spent} "
+        "dollars on a {purchase} and gets {gift} dollars from {his} aunt. How much is left?",
+        "Every week {name} puts {per_week} dollars in a jar. After {weeks} weeks {he} takes "
+        "{spent} dollars out for a {purchase}, then adds a gift of {gift}. How much is in the jar?",
+    ], {
+        "saved": "per_week * weeks | {He} saves {eq} dollars.",
+        "after": "saved - spent | After the {purchase}, {eq} dollars are left.",
+        "now": "after + gift | With the gift, there are {eq} dollars.",
+        "with_gift": "saved + gift | With the gift, there are {eq} dollars.",
+        "now#g": "with_gift - spent | After the {purchase}, {eq} dollars are left.",
+        "net": "gift - spent | The gift is {eq} dollars more than the {purchase}.",
+        "now#n": "saved + net | So there are {eq} dollars.",
+    }, ["saved after now", "saved with_gift now#g", "net saved now#n", "saved net now#n"]),
+    _family("packing", "person food=FOODS per_box=2-10 morning=1-9*per_box "
+            "afternoon=1-9*per_box sold=1-9", [
+        "{name} bakes {morning} {food} in the morning and {afternoon} in the afternoon. {He} "
+        "packs them in boxes of {per_box} and sells {sold} boxes. How many boxes are left?",
+        "{name}'s bakery makes {morning} {food} before lunch and {afternoon} after lunch. A box "
+        "holds {per_box} {food}. If {sold} boxes are sold, how many full boxes remain?",
+    ], {
+        "baked": "morning + afternoon | There are {eq} {food}.",
+        "boxes": "baked / per_box | They fill {eq} boxes.",
+        "left": "boxes - sold | So {eq} boxes are left.",
+        "boxes1": "morning / per_box | The first {food} fill {eq} boxes.",
+        "boxes2": "afternoon / per_box | The other {food} fill {eq} boxes.",
+        "boxes#12": "boxes1 + boxes2 | That is {eq} boxes.",
+    }, ["baked boxes left", "boxes1 boxes2 boxes#12 left", "boxes2 boxes1 boxes#12 left"]),
+)
+
+
+def split_of(key: tuple) -> str:
+    """``"test"`` or ``"train"``, fixed by a problem's canonical content (stable across runs)."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return "test" if int.from_bytes(digest, "big") % 10 < 2 else "train"  # ~20% test
+
+
+def _draw(family: Family, rng: random.Random, split: str) -> tuple[Params, tuple, int]:
+    """Sample a problem of ``split`` whose canonical path is valid: params, key, gold."""
+    for _ in range(100_000):
+        params = _sample(family, rng)
+        key = (family.name, *params.values())
+        if split_of(key) == split and (values := _run(family.paths[0], params)) is not None:
+            return params, key, values[-1][2]
+    raise RuntimeError(f"family {family.name} almost never yields a valid problem")
+
+
+def _valid_paths(family: Family, params: Params, answer: int) -> tuple[tuple[Step, ...], ...]:
+    paths, seen = [], set()
+    for steps in family.paths:
+        values = _run(steps, params)
+        if values is None:
+            continue
+        assert values[-1][2] == answer, f"{family.name}: paths disagree on the answer"
+        signature = tuple(zip((s.op for s in steps), values, strict=True))
+        if signature not in seen:  # equal numbers can make two paths read the same
+            seen.add(signature)
+            paths.append(steps)
+    return tuple(paths)
+
+
+def generate_problems(n: int, seed: int = 0, split: str = "train") -> list[Problem]:
+    """``n`` distinct problems of ``split``; the same for the same ``seed``."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r} (choose {' or '.join(SPLITS)})")
+    rng = random.Random(seed)
+    problems, seen = [], set()
+    for _ in range(50 * n + 1000):
+        if len(problems) == n:
+            return problems
+        family = rng.choice(FAMILIES)
+        params, key, answer = _draw(family, rng, split)
+        if key in seen:
+            continue
+        seen.add(key)
+        paths = _valid_paths(family, params, answer)
+        question = rng.choice(family.questions).format(**params)
+        problems.append(Problem(family.name, key, params, question, answer, paths,
+                                rng.randrange(len(paths))))
+    raise UserError(f"could only make {len(problems)} distinct {split} problems, not {n}")
+
+
+def count_paths(problem: Problem) -> int:
+    """How many distinct valid solution paths the problem has (at least 1)."""
+    return len(problem.paths)
+
+
+def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
+    """One path (default: the annotated one) as N-CoT lines (no answer sentence) or P-CoT."""
+    _check_cot(cot)
+    steps = problem.paths[problem.chosen if path is None else path]
+    if cot == "nl":
+        return "\n".join(s.text.format(eq=f"{a} {s.op} {b} = {c}", **problem.params)
+                         for s, (a, b, c) in zip(steps, _run(steps, problem.params), strict=True))
+    used = {x for s in steps for x in (s.left, s.right)}
+    lines = ["def solution():", f'    """{problem.question}"""']
+    lines += [f"    {k} = {v}" for k, v in problem.params.items() if k in used]
+    for i, s in enumerate(steps):
+        var = "result" if i == len(steps) - 1 else s.var
+        lines.append(f"    {var} = {s.left} {'//' if s.op == '/' else s.op} {s.right}")
+    return "\n".join([*lines, "    return result"])
+
+
+def generate(n: int, seed: int = 0, split: str = "train", cot: str = "nl") -> list[Example]:
+    """``n`` problems of ``split`` as Examples; a seed gives the same paths in both CoT styles."""
+    return [Example(f"synth-{split}-{i}", p.question, str(p.answer), render(p, cot=cot))
+            for i, p in enumerate(generate_problems(n, seed, split))]
+
+
+def _check_cot(cot: str) -> None:
+    if cot not in COT_STYLES:
+        raise UserError(f"unknown CoT style {cot!r} (choose {' or '.join(COT_STYLES)})")
+
+
+def write_reft_json(examples: Sequence[Example], path: str | Path, cot: str = "nl") -> Path:
+    """Atomically write ReFT's format ``[{item_id, question, answer_cot, answer_value}]``;
+    an ``nl`` CoT gets the answer sentence appended, as in ReFT's ``*_nl.json``."""
+    _check_cot(cot)
+    if any(ex.cot is None for ex in examples):
+        raise UserError("every example needs a chain of thought to be written")
+    rows = [{"item_id": ex.id, "question": ex.question,
+             "answer_cot": ex.cot + ANSWER_SENTENCE + ex.answer if cot == "nl" else ex.cot,
+             "answer_value": ex.answer} for ex in examples]
+    path, tmp = Path(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2, ensure_ascii=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
+
+
+def main(args: argparse.Namespace) -> int:
+    """``reft data synth``: write ``--n`` problems of ``--split`` to ``--out``."""
+    cot = getattr(args, "cot", "nl")
+    if args.n <= 0:
+        raise UserError(f"--n must be a positive number of problems, got {args.n}")
+    path = write_reft_json(generate(args.n, args.seed, args.split, cot), args.out, cot)
+    print(f"wrote {args.n} synthetic {args.split} problems ({cot} CoT, seed {args.seed}) to {path}")
+    return 0

@@ -1,0 +1,204 @@
+"""The synthetic task: determinism, disjoint splits, correct annotations, several paths."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+from collections import Counter
+
+import pytest
+
+from reft.data import synthetic
+from reft.data.synthetic import count_paths, generate, generate_problems, render, write_reft_json
+from reft.errors import UserError
+
+EQUATION = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+
+
+def _solve(a: int, op: str, b: int) -> float:
+    return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+
+
+@pytest.fixture(scope="module")
+def train() -> list[synthetic.Problem]:
+    return generate_problems(500, seed=0, split="train")
+
+
+def test_same_seed_same_examples_different_seed_different():
+    assert generate(200, seed=3) == generate(200, seed=3)
+    assert generate(200, seed=3, cot="python") == generate(200, seed=3, cot="python")
+    assert [e.question for e in generate(200, seed=3)] != [e.question for e in generate(200, seed=4)]
+
+
+def test_same_problems_in_another_process_with_another_hash_seed(python):
+    # the split hash must not depend on Python's per-process string hashing
+    code = "from reft.data.synthetic import generate; print(repr(generate(40, 5, 'test')))"
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == repr(generate(40, 5, "test"))
+
+
+def test_ids_and_distinct_problems():
+    examples = generate(300, seed=1, split="test")
+    assert [e.id for e in examples] == [f"synth-test-{i}" for i in range(300)]
+    assert len({e.question for e in examples}) == 300
+
+
+@pytest.mark.parametrize("seeds", [(0, 0), (0, 1), (2, 7), (5, 3)])
+def test_train_and_test_never_share_a_problem(seeds):
+    train = generate_problems(1500, seed=seeds[0], split="train")
+    test = generate_problems(1500, seed=seeds[1], split="test")
+    assert all(synthetic.split_of(p.key) == "train" for p in train)
+    assert all(synthetic.split_of(p.key) == "test" for p in test)
+    assert not {p.key for p in train} & {p.key for p in test}
+    assert not {p.question for p in train} & {p.question for p in test}
+
+
+def test_gold_answers_are_small_non_negative_integers(train):
+    for p in train:
+        assert isinstance(p.answer, int) and 0 < p.answer < 1000
+    for e in generate(500, seed=0):
+        assert e.answer == str(int(e.answer))
+
+
+def test_every_nl_path_is_arithmetically_correct(train):
+    for p in train:
+        for i in range(count_paths(p)):
+            lines = render(p, i).split("\n")
+            assert 2 <= len(lines) <= 4
+            results = []
+            for line in lines:
+                [(a, op, b, c)] = EQUATION.findall(line)  # exactly one equation per line
+                assert _solve(int(a), op, int(b)) == int(c), line
+                assert 0 < int(c) < 1000
+                results.append(int(c))
+            assert results[-1] == p.answer
+            assert "answer is" not in render(p, i)
+
+
+def test_every_python_path_runs_and_returns_the_gold(train):
+    for p in train:
+        for i in range(count_paths(p)):
+            program = render(p, i, cot="python")
+            assert program.startswith(f'def solution():\n    """{p.question}"""\n    ')
+            assert program.split("\n")[-2].startswith("    result = ")
+            assert program.endswith("\n    return result")
+            scope: dict = {}
+            exec(program, scope)  # our own generated code
+            result = scope["solution"]()
+            assert isinstance(result, int) and result == p.answer, program
+
+
+def test_both_styles_annotate_the_same_path():
+    for nl, py in zip(generate(200, seed=9), generate(200, seed=9, cot="python"), strict=True):
+        assert nl.question == py.question and nl.answer == py.answer
+        py_ops = re.findall(r"^    \w+ = \w+ ([-+*]|//) \w+$", py.cot, flags=re.MULTILINE)
+        nl_ops = [op for _, op, _, _ in EQUATION.findall(nl.cot)]
+        assert [op.replace("//", "/") for op in py_ops] == nl_ops
+
+
+def test_most_problems_have_several_valid_paths(train):
+    counts = [count_paths(p) for p in train]
+    assert min(counts) >= 1
+    assert sum(c >= 2 for c in counts) >= 0.5 * len(counts)
+    # the annotation is a random valid path, not always the canonical one
+    several = [p for p in train if count_paths(p) >= 2]
+    assert sum(p.chosen != 0 for p in several) >= 0.3 * len(several)
+    assert all(0 <= p.chosen < count_paths(p) for p in train)
+
+
+def test_paths_differ_in_their_equations(train):
+    for p in train:
+        texts = [tuple(EQUATION.findall(render(p, i))) for i in range(count_paths(p))]
+        assert len(set(texts)) == len(texts)
+
+
+def test_every_phrasing_mentions_every_entity_and_number():
+    # the split key is built from these fields: a phrasing that left one out could
+    # make two problems with different keys (maybe different splits) read the same
+    rng = random.Random(0)
+    for family in synthetic.FAMILIES:
+        fields = set(synthetic._sample(family, rng)) - {"he", "He", "his"}
+        for question in family.questions:
+            assert {f for f in fields if "{" + f + "}" not in question} == set(), family.name
+
+
+def test_template_and_phrasing_variety(train):
+    families = Counter(p.family for p in train)
+    assert len(families) >= 8 and len(synthetic.FAMILIES) >= 8
+    by_name = {f.name: f for f in synthetic.FAMILIES}
+    phrasings = Counter()
+    for p in train:
+        questions = [q.format(**p.params) for q in by_name[p.family].questions]
+        phrasings[(p.family, questions.index(p.question))] += 1
+    for family in families:
+        assert sum(f == family for f, _ in phrasings) >= 2, family
+
+
+def test_problems_are_short(train):
+    for p in train:
+        assert len(p.question.split()) <= 60
+        for i in range(count_paths(p)):
+            assert len(render(p, i).split()) <= 50
+
+
+@pytest.mark.parametrize("cot", ["nl", "python"])
+def test_write_reft_json_round_trips(tmp_path, cot):
+    examples = generate(30, seed=2, cot=cot)
+    path = write_reft_json(examples, tmp_path / "sub" / "synth.json", cot)
+    rows = json.loads(path.read_text())
+    assert [set(r) for r in rows] == [{"item_id", "question", "answer_cot", "answer_value"}] * 30
+    for row, ex in zip(rows, examples, strict=True):
+        assert (row["item_id"], row["question"], row["answer_value"]) == (ex.id, ex.question, ex.answer)
+        if cot == "nl":
+            assert row["answer_cot"] == f"{ex.cot}\nTherefore, the answer is: {ex.answer}"
+        else:
+            assert row["answer_cot"] == ex.cot
+    assert [f.name for f in path.parent.iterdir()] == ["synth.json"]  # no temporary file left
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write"):
+        write_reft_json(generate(2), blocker / "out.json")
+    with pytest.raises(UserError, match="CoT style"):
+        generate(2, cot="latex")
+    with pytest.raises(UserError, match="split"):
+        generate(2, split="dev")
+    with pytest.raises(UserError, match="positive"):
+        synthetic.main(argparse.Namespace(n=0, seed=0, split="train", out=str(tmp_path / "x.json")))
+
+
+def test_main_honors_a_cot_flag(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    args = argparse.Namespace(n=5, seed=0, split="test", out=str(out), cot="python")
+    assert synthetic.main(args) == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["answer_cot"].startswith("def solution():") and rows[0]["item_id"] == "synth-test-0"
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
+def test_cli_writes_a_valid_file(tmp_path, python):
+    out = tmp_path / "synth.json"
+    done = subprocess.run([python, "-m", "reft", "data", "synth", "--n", "50", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1 and str(out) in done.stdout
+    rows = json.loads(out.read_text())
+    assert len(rows) == 50 and rows[0]["item_id"] == "synth-train-0"
+    assert all(r["answer_cot"].endswith(f"answer is: {r['answer_value']}") for r in rows)
+
+
+def test_cli_rejects_n_zero_in_one_line(tmp_path, python):
+    done = subprocess.run([python, "-m", "reft", "data", "synth", "--n", "0",
+                           "--out", str(tmp_path / "x.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "--n" in done.stderr
+    assert not (tmp_path / "x.json").exists()
