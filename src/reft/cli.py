@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from reft import __version__
-from reft.errors import UserError
+from reft.errors import TrainingError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_command(sub, "sample", "SampleConfig", "reft.rollout.sample_cmd:main",
                     "sample k completions per question to JSON lines (resumable)")
 
+    _config_command(sub, "selftrain", "SelfTrainConfig", "reft.training.selftrain:main",
+                    "self-training baselines: --mode offline (sample, filter, SFT) or online")
+    rr = sub.add_parser("reranker", help="reward-model reranking (train)")
+    rsub = rr.add_subparsers(dest="reranker_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    _config_command(rsub, "train", "RerankerConfig", "reft.training.reranker:main",
+                    "fine-tune a sequence classifier on sampled solutions labelled correct/incorrect")
+
     p = sub.add_parser("exec", help="run model-written programs from a JSON file in the sandbox")
     p.add_argument("file", help="JSON array of program strings (or objects with a 'program' key)")
     p.add_argument("--timeout-s", type=float, default=3.0, help="per-program time limit (default: 3)")
@@ -133,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"reft {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingError as e:
+        print(f"reft {args.command}: training stopped: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"reft {args.command}: interrupted", file=sys.stderr)
         return 130

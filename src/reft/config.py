@@ -215,3 +215,61 @@ class SampleConfig(GenArgs, DataArgs):
     """Output JSON-lines file; an existing one is continued, not overwritten."""
     k: int = 4
     """Samples per question."""
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig(SFTConfig):
+    """Self-training baselines: offline (sample once, filter, SFT on the union) or online."""
+
+    max_new_tokens: int = 256
+    """Longest sampled completion in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    gen_batch_size: int = 64
+    """Sequences per generation batch."""
+    timeout_s: float = 3.0
+    """Time limit for each model-written program (cot=python)."""
+    mode: str = "offline"
+    """offline: sample k CoTs per question from --model, keep correct distinct ones, SFT on data + them.
+    online: the RL loop's sampling, but the update is the NLL of correct samples (+ the gold CoT)."""
+    k: int = 4
+    """Offline: samples per training question."""
+    max_per_question: int = 4
+    """Offline: at most this many distinct correct samples kept per question."""
+    samples_per_question: int = 1
+    """Online: samples per question per step."""
+    rollout_batch_size: int = 32
+    """Online: questions per step per process."""
+    max_steps: int = 0
+    """Online: stop after this many steps (0 = run all epochs)."""
+    include_gold: bool = True
+    """Online: add the annotated CoT of each question to the update."""
+    out: str = "runs/selftrain"
+    """Run directory."""
+
+    CHOICES = {**SFTConfig.CHOICES, "mode": ("offline", "online")}
+
+
+@dataclass(frozen=True)
+class RerankerConfig(TrainArgs):
+    """Reward model for reranking: a sequence classifier scoring P(correct | question, CoT)."""
+
+    model: str = ""
+    """Initial checkpoint (e.g. the SFT or ReFT model directory)."""
+    samples: str = ""
+    """Sampled solutions with correctness labels: the JSON lines written by 'reft sample'."""
+    out: str = "runs/reranker"
+    """Run directory; the classifier is saved to OUT/final."""
+    epochs: int = 2
+    """Epochs over the labelled samples."""
+    batch_size: int = 16
+    """Samples per optimizer step."""
+    max_length: int = 512
+    """Truncate prompt+completion to this many tokens."""
+    warmup_ratio: float = 0.1
+    """Fraction of steps with linear warm-up."""
+
+    @property
+    def tiny_lr(self) -> float:
+        """Learning rate for a reft-built tiny model when --lr is not given."""
+        return 1e-3

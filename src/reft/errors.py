@@ -12,3 +12,10 @@ class UserError(Exception):
 def where(path: object, row: int | None = None) -> str:
     """Format a location for messages: ``file.json`` or ``file.json:row 12``."""
     return f"{path}" if row is None else f"{path}: row {row}"
+
+
+class TrainingError(Exception):
+    """Training cannot go on (NaN/inf loss, ...): one line from the CLI, exit status 1.
+
+    The last good checkpoint is kept; the message says where it is.
+    """

@@ -1,0 +1,135 @@
+"""``reft eval``: greedy top-1, and with k samples vote@k, pass@k and rerank@k."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reft.config import PROMPT_TEMPLATE, EvalConfig
+from reft.configio import config_from_args, to_dict
+from reft.data.records import Example
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    cot: str = "nl"
+    task: str = "numeric"
+    template: str = PROMPT_TEMPLATE
+    max_new_tokens: int = 256
+    batch_size: int = 64
+    k: int = 0
+    temperature: float = 1.0
+    timeout_s: float = 3.0
+
+    @classmethod
+    def from_config(cls, cfg) -> EvalSettings:
+        return cls(**{f: getattr(cfg, f) for f in cls.__dataclass_fields__ if hasattr(cfg, f)})
+
+
+def judge_texts(texts: list[str], examples: list[Example], s: EvalSettings, repeat: int = 1,
+                partial: float = 0.1):
+    """Extracted answer, correctness and reward of each completion (P-CoT programs are run)."""
+    from reft.rewards import judge
+
+    golds = [e.answer for e in examples for _ in range(repeat)]
+    if s.cot == "python":
+        from reft.data.prompts import program_from_completion
+
+        questions = [e.question for e in examples for _ in range(repeat)]
+        texts = [program_from_completion(q, t) for q, t in zip(questions, texts, strict=True)]
+    return judge(texts, golds, task=s.task, cot=s.cot, partial=partial, timeout_s=s.timeout_s)
+
+
+def evaluate(
+    model,
+    tokenizer,
+    examples: list[Example],
+    s: EvalSettings,
+    rerank_fn: Callable[[list[str], list[str]], list[float]] | None = None,
+    progress: bool = True,
+) -> tuple[dict, list[dict]]:
+    """Summary metrics and one prediction record per question."""
+    from reft.answers import is_correct
+    from reft.data.prompts import build_prompt
+    from reft.eval.metrics import majority_vote, rerank_pick, summarize
+    from reft.rollout.sampler import generate
+
+    prompts = [build_prompt(e.question, cot=s.cot, template=s.template) for e in examples]
+    gen = dict(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=progress)
+    greedy = generate(model, tokenizer, prompts, greedy=True, **gen)
+    g_judged = judge_texts(greedy.texts, examples, s)
+    records = []
+    for e, text, trunc, j in zip(examples, greedy.texts, greedy.truncated, g_judged, strict=True):
+        records.append({"id": e.id, "gold": e.answer, "completion": text, "pred": j.pred,
+                        "correct": j.correct, "truncated": trunc, "greedy_correct": j.correct})
+    if s.k > 0:
+        sampled = generate(model, tokenizer, prompts, temperature=s.temperature, num_samples=s.k, **gen)
+        judged = judge_texts(sampled.texts, examples, s, repeat=s.k)
+        scores = rerank_fn([p for p in prompts for _ in range(s.k)], sampled.texts) if rerank_fn else None
+        for i, rec in enumerate(records):
+            sl = slice(i * s.k, (i + 1) * s.k)
+            preds = [j.pred for j in judged[sl]]
+            vote = majority_vote(preds, numeric=s.task == "numeric")
+            rec["samples"] = [{"completion": t, "pred": j.pred, "correct": j.correct}
+                              for t, j in zip(sampled.texts[sl], judged[sl], strict=True)]
+            rec["sample_correct"] = [j.correct for j in judged[sl]]
+            rec["vote"] = vote
+            rec["vote_correct"] = vote is not None and is_correct(vote, examples[i].answer, s.task)
+            if scores is not None:
+                pick = rerank_pick(scores[sl])
+                rec["rerank_scores"] = scores[sl]
+                rec["rerank_correct"] = judged[sl][pick].correct
+    return summarize(records), records
+
+
+def write_eval(out: Path, summary: dict, records: list[dict], settings: dict) -> None:
+    from reft.training.common import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".tmp-predictions.jsonl"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(out / "predictions.jsonl")
+    write_json_atomic(out / "eval.json", {**summary, "settings": settings})
+
+
+def load_reranker(path: str):
+    """rerank_fn from a reward-model directory written by ``reft reranker train``."""
+    from reft.training.reranker import Reranker
+
+    return Reranker.load(path).score
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    from reft.data import load_examples
+    from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
+    from reft.training.common import require, setup_threads
+
+    require(cfg, "model", "test_file")
+    setup_threads()
+    examples = load_examples(cfg.test_file, data_format=cfg.data_format, columns=cfg.columns,
+                             task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
+                             max_examples=cfg.max_examples)
+    tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
+    model = load_model(cfg.model, dtype=cfg.dtype)
+    rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    summary, records = evaluate(model, tokenizer, examples, EvalSettings.from_config(cfg), rerank_fn)
+    summary["k"] = cfg.k
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    write_eval(Path(cfg.out), summary, records, to_dict(cfg))
+    return summary
+
+
+def main(args) -> int:
+    cfg = config_from_args(EvalConfig, args)
+    summary = run_eval(cfg)
+    shown = {k: v for k, v in summary.items() if k != "settings"}
+    print(json.dumps(shown))
+    print(f"wrote {Path(cfg.out) / 'eval.json'} and predictions.jsonl")
+    return 0

@@ -1,0 +1,205 @@
+"""What every training loop shares: the run directory, metrics, checkpoints, Accelerate.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
+object per logged step), TensorBoard events under ``tb/``, ``checkpoints/<name>/`` (HF
+model directory + Accelerate optimizer/scheduler/RNG state + ``trainer_state.json``) and
+``final/`` (an HF model directory). Checkpoints and ``final/`` are written to a temporary
+sibling and renamed into place, so an interrupted write never leaves a half checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reft.configio import save_config
+from reft.errors import UserError
+
+
+def require(cfg: Any, *names: str) -> None:
+    """Fail with a one-line message when a required setting is empty."""
+    for name in names:
+        if not getattr(cfg, name):
+            raise UserError(f"--{name.replace('_', '-')} is required")
+
+
+def make_accelerator(cfg: Any, grad_accum: int = 1):
+    """An Accelerator for this machine: bf16 on a capable GPU when mixed_precision=auto."""
+    from accelerate import Accelerator
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if mp != "no" and not torch.cuda.is_available():
+        raise UserError(f"--mixed-precision {mp} needs a GPU; use --mixed-precision no on CPU")
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum)
+
+
+def setup_threads() -> None:
+    """Use every core for intra-op work on CPU (torch defaults can under-use small machines)."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def atomic_dir(final: Path) -> Path:
+    """A fresh temporary directory beside ``final``; pass it to ``commit_dir`` when written."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` (old copy removed only after the new one is in place)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+class MetricsLogger:
+    """metrics.jsonl + TensorBoard. Only the main process writes."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int | None = None):
+        self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines logged after the checkpoint we resume from (they will be redone)."""
+        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        self.path.write_text("".join(ln + "\n" for ln in keep))
+
+    def log(self, step: int, metrics: dict[str, float], **extra: Any) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **extra, **{k: _num(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        for k, v in row.items():
+            if k != "step" and isinstance(v, int | float) and math.isfinite(v):
+                self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.item()
+    return v
+
+
+@dataclass
+class TrainerState:
+    """Where a run is: saved in every checkpoint as trainer_state.json."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+
+def prepare_run_dir(cfg: Any, accelerator) -> Path:
+    """Create the run directory and write the resolved config (main process only)."""
+    run_dir = Path(cfg.out)
+    if accelerator.is_main_process:
+        if run_dir.exists() and not cfg.resume and any(run_dir.glob("checkpoints/*")):
+            raise UserError(
+                f"{run_dir}: already holds checkpoints; pass --resume to continue or choose another --out"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint (temporary ones are ignored)."""
+    ckpts = [p for p in (run_dir / "checkpoints").glob("*") if (p / "trainer_state.json").exists()]
+    if not ckpts:
+        return None
+    return max(ckpts, key=lambda p: json.loads((p / "trainer_state.json").read_text())["step"])
+
+
+def save_checkpoint(accelerator, run_dir: Path, name: str, state: TrainerState, save_model) -> Path:
+    """Write ``checkpoints/<name>`` atomically: Accelerate state + HF model dir + trainer state.
+
+    ``save_model(dir)`` writes the HF model directory (main process only).
+    """
+    final = run_dir / "checkpoints" / name
+    shared = [str(atomic_dir(final)) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(shared)
+    tmp_path = shared[0]
+    accelerator.save_state(tmp_path)
+    if accelerator.is_main_process:
+        save_model(Path(tmp_path) / "model")
+        write_json_atomic(Path(tmp_path) / "trainer_state.json", state.to_json())
+        commit_dir(Path(tmp_path), final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, ckpt: Path) -> TrainerState:
+    accelerator.load_state(str(ckpt))
+    return TrainerState(**json.loads((ckpt / "trainer_state.json").read_text()))
+
+
+def save_final(accelerator, run_dir: Path, save_model) -> Path:
+    final = run_dir / "final"
+    if accelerator.is_main_process:
+        tmp = atomic_dir(final)
+        save_model(tmp)
+        commit_dir(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+class Throughput:
+    """Tokens per second over the last logging window."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.tokens = 0
+
+    def add(self, n: int) -> None:
+        self.tokens += n
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        r = self.tokens / max(now - self.t0, 1e-9)
+        self.t0, self.tokens = now, 0
+        return r

@@ -1,0 +1,303 @@
+"""Stage 2: ReFT — PPO with answer rewards, from the warm-up checkpoint.
+
+One RL step (Luong et al. 2024, Sec. 3.2):
+  1. sample a CoT for each question (temperature 1, no top-k/top-p)
+  2. score the extracted answer: 1 correct, 0.1 wrong, 0 none
+  3. per-token reward -beta*(log pi - log pi_ref), the score on the last token
+  4. GAE (gamma 1, lambda 0.95), advantages whitened over the global batch
+  5. ppo_epochs passes of clipped policy loss + vf_coef * clipped value loss
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from reft.algorithms.advantages import get_estimator
+from reft.algorithms.kl import kl_per_token, sequence_kl
+from reft.algorithms.logits import entropy_from_logits, logprobs_from_logits
+from reft.algorithms.losses import kl_loss, policy_loss, value_loss
+from reft.algorithms.stats import explained_variance, masked_mean, whiten
+from reft.config import PPOConfig
+from reft.configio import config_from_args
+from reft.data.records import Example
+from reft.errors import TrainingError
+from reft.rollout.rollout import Rollout, build_rollout, response_logits
+from reft.training.common import (
+    MetricsLogger,
+    TrainerState,
+    last_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    prepare_run_dir,
+    require,
+    save_checkpoint,
+    save_final,
+    setup_threads,
+)
+from reft.training.sft import epoch_batches, hf_saver, load_policy, resolve_lr
+
+
+class ActorCritic(nn.Module):
+    """Policy logits and values from one forward: a value head on the policy (shared), a
+    separate critic network (the paper's ablation), or no values (grpo/rloo)."""
+
+    def __init__(self, lm: nn.Module, critic: str, value_free: bool):
+        super().__init__()
+        from reft.models.value_head import PolicyWithValueHead, SeparateCritic
+
+        self.critic_kind = "none" if value_free else critic
+        if self.critic_kind == "shared":
+            self.body = PolicyWithValueHead(lm)
+        else:
+            self.body = lm
+        if self.critic_kind == "separate":
+            base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+            self.critic = SeparateCritic(copy.deepcopy(base))
+
+    def forward(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, V) response logits and (B, T) values (or None)."""
+        kw = dict(input_ids=r.input_ids, attention_mask=r.attention_mask, position_ids=r.position_ids)
+        values = None
+        if self.critic_kind == "shared":
+            logits, values = self.body(**kw)
+        else:
+            logits = self.body(**kw).logits
+            if self.critic_kind == "separate":
+                values = self.critic(**kw)
+        p = r.prompt_len
+        return response_logits(logits, r), (values[:, p - 1 : -1] if values is not None else None)
+
+
+def load_ppo_data(cfg: PPOConfig) -> tuple[list[Example], list[Example]]:
+    from reft.data import load_examples
+
+    kw = dict(data_format=cfg.data_format, columns=cfg.columns, task=cfg.task, cot=cfg.cot,
+              hf_split=cfg.hf_split)
+    train = load_examples(cfg.train_file, max_examples=cfg.max_examples, **kw)
+    test = load_examples(cfg.test_file, max_examples=cfg.eval_examples, **kw) if cfg.test_file else []
+    return train, test
+
+
+@torch.no_grad()
+def make_experience(ac, ref_lm, lm, tokenizer, batch: list[Example], cfg: PPOConfig, acc) -> Rollout:
+    """Steps 1-2 and the forward passes: sample, score, old/ref log-probs and values."""
+    from reft.data.prompts import build_prompt
+    from reft.eval.runner import EvalSettings, judge_texts
+    from reft.rollout.sampler import generate
+
+    prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in batch]
+    gens = generate(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                    temperature=cfg.temperature, batch_size=cfg.batch_size,
+                    num_samples=cfg.samples_per_question)
+    judged = judge_texts(gens.texts, batch, EvalSettings.from_config(cfg),
+                         repeat=cfg.samples_per_question, partial=cfg.partial_reward)
+    r = build_rollout(gens, tokenizer.pad_token_id, acc.device)
+    r.scores = torch.tensor([j.score for j in judged], device=acc.device, dtype=torch.float)
+    r.correct = torch.tensor([j.correct for j in judged], device=acc.device)
+    ac.eval()
+    logits, values = ac(r)
+    r.old_logprobs = logprobs_from_logits(logits / cfg.temperature, r.input_ids[:, r.prompt_len:])
+    r.values = values
+    ref_logits = ref_lm(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                        position_ids=r.position_ids).logits
+    r.ref_logprobs = logprobs_from_logits(response_logits(ref_logits, r) / cfg.temperature,
+                                          r.input_ids[:, r.prompt_len:])
+    ac.train()
+    return r
+
+
+def compute_advantages(r: Rollout, cfg: PPOConfig, acc) -> dict[str, torch.Tensor]:
+    """Steps 3-4: KL-shaped rewards, advantages (registry), global whitening."""
+    mask = r.response_mask
+    kl = kl_per_token(r.old_logprobs, r.ref_logprobs) * mask
+    estimator = get_estimator(cfg.estimator)
+    adv, ret = estimator(scores=r.scores, mask=mask, kl=kl if cfg.kl_mode == "reward" else None,
+                         values=r.values, kl_coef=cfg.beta, gamma=cfg.gamma, lam=cfg.lam,
+                         group_size=cfg.samples_per_question)
+    if cfg.whiten_advantages:
+        adv = whiten(adv, mask, all_reduce=lambda t: acc.reduce(t, "sum"))
+    r.advantages, r.returns = adv, ret
+    seq_kl = sequence_kl(kl, mask)
+    return {"policy/kl": seq_kl.mean()}
+
+
+def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
+    """Step 5: ppo_epochs passes over shuffled mini-batches."""
+    sums: dict[str, float] = {}
+    n = 0
+    for _ in range(cfg.ppo_epochs):
+        perm = torch.randperm(len(r), device=r.input_ids.device)
+        for i in range(0, len(r), cfg.mini_batch_size):
+            mb = r.select(perm[i : i + cfg.mini_batch_size])
+            logits, values = ac(mb)
+            logits = logits / cfg.temperature
+            logprobs = logprobs_from_logits(logits, mb.input_ids[:, mb.prompt_len:])
+            loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.response_mask,
+                                      cfg.clip_eps)
+            if values is not None:
+                vloss, vstats = value_loss(values, mb.values, mb.returns, mb.response_mask, cfg.value_clip)
+                loss = loss + cfg.vf_coef * vloss
+                stats.update(vstats)
+            if cfg.kl_mode == "loss":
+                kloss = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask)
+                loss = loss + cfg.beta * kloss
+                stats["loss/kl"] = kloss
+            if not torch.isfinite(loss):
+                raise TrainingError("loss is NaN/inf")
+            acc.backward(loss)
+            acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                stats["policy/entropy"] = masked_mean(entropy_from_logits(logits), mb.response_mask)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def rollout_stats(r: Rollout, acc) -> dict[str, float]:
+    mask = r.response_mask
+    g = {
+        "reward/mean": r.scores.float().mean(),
+        "reward/accuracy": r.correct.float().mean(),
+        "response/length": mask.sum(-1).mean(),
+        "response/truncated_frac": r.truncated.float().mean(),
+    }
+    if r.values is not None:
+        g["value/explained_variance"] = explained_variance(r.values, r.returns, mask)
+        g["value/mean"] = masked_mean(r.values, mask)
+    return {k: acc.reduce(v.detach().float(), "mean").item() for k, v in g.items()}
+
+
+def periodic_eval(lm, tokenizer, test: list[Example], cfg: PPOConfig) -> float:
+    from reft.eval.runner import EvalSettings, evaluate
+
+    s = EvalSettings.from_config(cfg)
+    summary, _ = evaluate(lm, tokenizer, test, EvalSettings(**{**s.__dict__, "k": 0}), progress=False)
+    return summary["top1"]
+
+
+def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
+              test: list[Example] | None = None) -> Path:
+    """Run ReFT's RL stage; returns the final HF model directory."""
+    require(cfg, "model", *(() if train is not None else ("train_file",)))
+    setup_threads()
+    acc = make_accelerator(cfg)
+    run_dir = prepare_run_dir(cfg, acc)
+    torch.manual_seed(cfg.seed)
+    if train is None:
+        train, test = load_ppo_data(cfg)
+    test = test or []
+    if cfg.estimator != "gae" and cfg.samples_per_question < 2:
+        from reft.errors import UserError
+
+        raise UserError(f"--estimator {cfg.estimator} needs --samples-per-question >= 2")
+    lm, tokenizer = load_policy(cfg, acc)
+    ref_lm = _reference(cfg, lm, acc)
+    ac = ActorCritic(lm, cfg.critic, value_free=cfg.estimator != "gae").to(acc.device)
+    lr = resolve_lr(cfg, lm, real_default=3e-7)
+    opt = torch.optim.AdamW([p for p in ac.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=cfg.weight_decay)
+    ac, opt = acc.prepare(ac, opt)
+    world, rank = acc.num_processes, acc.process_index
+    per_epoch = math.ceil(len(train) / (cfg.rollout_batch_size * world))
+    total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
+    state, ckpt = TrainerState(), (last_checkpoint(run_dir) if cfg.resume else None)
+    if ckpt is not None:
+        state = load_checkpoint(acc, ckpt)
+    log = MetricsLogger(run_dir, acc.is_main_process, state.step if ckpt else None)
+    saver = hf_saver(acc, lm, tokenizer)
+    if test and state.step == 0:
+        log.log(0, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg)})
+    bar = tqdm(total=total, initial=state.step, desc="ppo", disable=not acc.is_main_process,
+               dynamic_ncols=True)
+    while state.step < total:
+        batches = epoch_batches(len(train), cfg.rollout_batch_size * world, cfg.seed, state.epoch)
+        for gb in batches[state.batch_in_epoch :]:
+            if state.step >= total:
+                break
+            mine = [train[j] for j in gb[rank * cfg.rollout_batch_size : (rank + 1) * cfg.rollout_batch_size]]
+            t0 = time.perf_counter()
+            r = make_experience(ac, ref_lm, lm, tokenizer, mine or [train[gb[0]]], cfg, acc)
+            metrics = compute_advantages(r, cfg, acc)
+            t1 = time.perf_counter()
+            metrics.update(ppo_update(ac, opt, r, cfg, acc))
+            metrics.update(rollout_stats(r, acc))
+            metrics["time/rollout_s"], metrics["time/update_s"] = t1 - t0, time.perf_counter() - t1
+            metrics["policy/kl"] = acc.reduce(metrics["policy/kl"].detach(), "mean").item()
+            _guard(metrics, run_dir, cfg)
+            state.step += 1
+            state.batch_in_epoch += 1
+            if test and cfg.eval_every and state.step % cfg.eval_every == 0:
+                metrics["eval/top1"] = periodic_eval(lm, tokenizer, test, cfg)
+            if state.step % cfg.log_every == 0 or state.step == total or "eval/top1" in metrics:
+                log.log(state.step, metrics, epoch=state.epoch + 1)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['policy/kl']:.3f}")
+            bar.update(1)
+            if state.step % cfg.save_every == 0 and state.step < total:
+                save_checkpoint(acc, run_dir, f"step-{state.step}", state, saver)
+        else:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    bar.close()
+    if test and not (cfg.eval_every and total % cfg.eval_every == 0):
+        log.log(state.step, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg)})
+    save_checkpoint(acc, run_dir, f"step-{state.step}", state, saver)
+    log.close()
+    _save_value_head(acc, ac, run_dir)
+    return save_final(acc, run_dir, hf_saver(acc, lm, tokenizer, merge=True))
+
+
+def _reference(cfg: PPOConfig, lm, acc):
+    """The frozen warm-up model. With LoRA it is the same network with adapters disabled."""
+    if cfg.lora_r > 0:
+        return _AdaptersOff(lm)
+    from reft.models.loading import load_model
+
+    ref = load_model(cfg.model, dtype=cfg.dtype, device=acc.device).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+class _AdaptersOff:
+    """Calls a peft model with its adapters disabled: the reference policy, no second copy."""
+
+    def __init__(self, peft_model):
+        self.model = peft_model
+
+    def __call__(self, **kw):
+        with self.model.disable_adapter():
+            return self.model(**kw)
+
+
+def _guard(metrics: dict[str, float], run_dir: Path, cfg: PPOConfig) -> None:
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingError(f"non-finite {', '.join(bad)}; last good checkpoint kept in {run_dir / 'checkpoints'}")
+    if metrics["policy/kl"] > cfg.kl_warn:
+        tqdm.write(f"warning: KL to the reference is {metrics['policy/kl']:.2f} (> --kl-warn {cfg.kl_warn})")
+
+
+def _save_value_head(acc, ac, run_dir: Path) -> None:
+    """Keep the value head beside the final model (the policy itself stays a plain HF dir)."""
+    body = acc.unwrap_model(ac).body
+    if acc.is_main_process and hasattr(body, "value_head"):
+        from safetensors.torch import save_file
+
+        (run_dir).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in body.value_head.state_dict().items()},
+                  str(run_dir / "value_head.safetensors"))
+
+
+def main(args) -> int:
+    cfg = config_from_args(PPOConfig, args)
+    final = train_ppo(cfg)
+    print(f"PPO finished: {final}")
+    return 0
