@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the paper protocol on a real model and data set; "
                        "rerunning resumes finished stages.")
     p.add_argument("config", metavar="CONFIG.yaml", help="pipeline config (see configs/)")
+    p.add_argument("--out", help="output directory (default: the config's out, else runs/<name>)")
     p.set_defaults(func=_call("reft.pipeline:main"))
 
     p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--split", choices=["train", "test"], default="train",
                    help="which split: train and test never share a problem (default: train)")
+    p.add_argument("--cot", choices=["nl", "python"], default="nl", help="CoT style (default: nl)")
     p.add_argument("--out", required=True, help="output .json file")
     p.set_defaults(func=_call("reft.data.synthetic:main"))
     p = dsub.add_parser("check", help="load a data file and report its row count and a sample")
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"reft {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `reft data check FILE | head`
+        sys.stderr.close()
+        return 0
     return int(result or 0)
 
 
