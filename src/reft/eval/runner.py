@@ -105,7 +105,7 @@ def load_reranker(path: str):
 def run_eval(cfg: EvalConfig) -> dict:
     from reft.data import load_examples
     from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
-    from reft.training.common import require, setup_threads
+    from reft.training.common import default_device, require, setup_threads
 
     require(cfg, "model", "test_file")
     setup_threads()
@@ -113,7 +113,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                              task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
                              max_examples=cfg.max_examples)
     tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
-    model = load_model(cfg.model, dtype=cfg.dtype)
+    model = load_model(cfg.model, dtype=cfg.dtype, device=default_device())
     rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
     import torch
 

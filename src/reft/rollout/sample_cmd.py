@@ -26,9 +26,11 @@ def finished_ids(path: Path) -> set[str]:
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
+                if not raw.endswith(b"\n"):  # cut before its newline: the next write would join it
+                    raise ValueError(raw)
                 row = json.loads(raw)
                 done.add(str(row["id"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
                 rest = f.read()
                 if rest.strip():
                     raise UserError(f"{path}: line {n}: not a sample record; refusing to append") from None
@@ -78,9 +80,10 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
                                  max_examples=cfg.max_examples)
     if model is None:
         from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
+        from reft.training.common import default_device
 
         tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
-        model = load_model(cfg.model, dtype=cfg.dtype)
+        model = load_model(cfg.model, dtype=cfg.dtype, device=default_device())
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = finished_ids(out)
@@ -88,17 +91,20 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
     with out.open("a") as f, tqdm(total=len(examples), initial=len(done & {e.id for e in examples}),
                                   desc="sample", dynamic_ncols=True) as bar:
         for c, start in enumerate(range(0, len(examples), chunk)):
-            part = [e for e in examples[start : start + chunk] if e.id not in done]
-            if not part:
+            part = examples[start : start + chunk]
+            todo = [e for e in part if e.id not in done]
+            if not todo:
                 continue
-            # chunks are fixed slices written whole, each seeded by its index: a resumed run
-            # samples the same completions an uninterrupted one would
+            # chunks are fixed slices, each seeded by its index and sampled whole (even when a
+            # killed run wrote some of it): a resumed run samples the same completions an
+            # uninterrupted one would, since a batch's draws depend on all of its rows
             torch.manual_seed(cfg.seed * 1_000_003 + c)
             for rec in sample_records(model, tokenizer, part, cfg, cfg.k):
-                f.write(json.dumps(rec) + "\n")
+                if rec["id"] not in done:
+                    f.write(json.dumps(rec) + "\n")
             f.flush()
             os.fsync(f.fileno())
-            bar.update(len(part))
+            bar.update(len(todo))
     return out
 
 

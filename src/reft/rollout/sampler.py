@@ -2,16 +2,32 @@
 
 Plain ``model.generate`` keeps every row of a batch until the longest one ends and runs
 a generic logits-processor pipeline per token. ReFT samples at temperature 1 with no
-top-k/top-p, so this loop only needs the forward pass, a softmax and a multinomial draw;
-rows that emitted EOS leave the batch and its KV cache at once.
+top-k/top-p, so this loop only needs the forward pass and one draw per row; rows that
+emitted EOS leave the batch and its KV cache.
+
+Where the time goes on a small model, and what this loop does about it (measured in
+``benchmarks/generation.py``):
+
+* the KV cache is written in place into buffers sized for prompt + completion, instead
+  of ``DynamicCache``'s ``torch.cat`` that copies the whole cache at every token;
+* finished rows are dropped once they are a sizeable part of the batch
+  (``COMPACT_FRACTION``), not one by one: each drop copies the whole cache;
+* the prefill computes logits for the last prompt position only;
+* a row's token is drawn as ``argmax(p / E)`` with ``E ~ Exp(1)`` (exactly a draw from
+  ``p``; the "exponential race"), which is much cheaper than ``torch.multinomial``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+
+COMPACT_FRACTION = 0.125
+"""Drop finished rows once they are at least this fraction of the rows in the batch."""
 
 
 @dataclass
@@ -43,7 +59,76 @@ def _next_token(logits: torch.Tensor, temperature: float, greedy: bool) -> torch
     if greedy or temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1).squeeze(-1)
+    # argmax_i p_i / E_i with E_i ~ Exp(1) picks i with probability p_i (the first of
+    # independent exponential clocks with rates p_i to ring), as torch.multinomial would
+    return probs.div_(torch.empty_like(probs).exponential_()).argmax(-1)
+
+
+try:  # transformers >= 4.56 builds caches from per-layer objects
+    from transformers.cache_utils import DynamicLayer
+except ImportError:  # older: keep the plain DynamicCache
+    DynamicLayer = None
+
+if DynamicLayer is not None:
+
+    class _BufferLayer(DynamicLayer):
+        """A ``DynamicLayer`` whose keys/values are views of buffers with room for ``capacity``
+        positions: a new token is written in place instead of concatenated to a copy."""
+
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity, self.length = capacity, 0
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            self._keys = key_states.new_empty((*key_states.shape[:2], self.capacity, key_states.shape[3]))
+            self._values = value_states.new_empty((*value_states.shape[:2], self.capacity,
+                                                   value_states.shape[3]))
+            self.is_initialized = True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            if end > self.capacity:
+                raise RuntimeError(f"KV buffer of {self.capacity} positions overflowed")
+            self._keys[:, :, self.length : end].copy_(key_states)
+            self._values[:, :, self.length : end].copy_(value_states)
+            self.length = end
+            self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.is_initialized:
+                self._keys, self._values = self._keys[indices], self._values[indices]
+                self.keys = self._keys[:, :, : self.length]
+                self.values = self._values[:, :, : self.length]
+
+
+def _new_cache(capacity: int) -> DynamicCache:
+    """A DynamicCache whose attention layers preallocate ``capacity`` positions when possible."""
+    cache = DynamicCache()
+    if DynamicLayer is not None and getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
+        cache.layer_class_to_replicate = functools.partial(_BufferLayer, capacity)
+    return cache
+
+
+@functools.cache
+def _takes_logits_to_keep(forward) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _prefill_kwargs(model) -> dict:
+    """``logits_to_keep=1`` where the model supports it: only the last prompt position's
+    logits are needed, and (B, P, vocab) logits are the largest tensor of a prefill."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {"logits_to_keep": 1} if _takes_logits_to_keep(type(base).forward) else {}
 
 
 @torch.no_grad()
@@ -60,32 +145,38 @@ def sample_batch(
     """Generate one completion per prompt; returns the new ids of each (EOS included)."""
     device = next(model.parameters()).device
     ids, mask = left_pad(prompt_ids, pad_id)
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                   past_key_values=cache, use_cache=True).logits[:, -1]
-    n = len(prompt_ids)
+    n, width = ids.shape
+    # the mask for every step at once; step t passes a prefix of it
+    mask = torch.cat([mask, mask.new_ones((n, max_new_tokens))], dim=1).to(device)
+    ids = ids.to(device)
+    pos = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
+    cache = _new_cache(width + max_new_tokens)
+    logits = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=pos,
+                   past_key_values=cache, use_cache=True, **_prefill_kwargs(model)).logits[:, -1]
     out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
-    alive = torch.arange(n, device=device)
+    alive = torch.arange(n, device=device)  # batch row -> prompt index
+    finished = torch.zeros(n, dtype=torch.bool, device=device)  # ended, still in the batch
     next_pos = pos[:, -1] + 1
     for t in range(max_new_tokens):
         tok = _next_token(logits, temperature, greedy)
-        out[alive, t] = tok
-        done = tok == eos_id
-        if done.any():
-            lengths[alive[done]] = t + 1
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0:
+        out[alive, t] = tok  # rows that ended earlier write past their length: ignored
+        ended = (tok == eos_id) & ~finished
+        if ended.any():
+            lengths[alive[ended]] = t + 1
+            finished |= ended
+            n_finished = int(finished.sum())
+            if n_finished == finished.numel():
                 break
-            cache.batch_select_indices(keep)
-            alive, tok, mask, next_pos = alive[keep], tok[keep], mask[keep], next_pos[keep]
+            if n_finished >= COMPACT_FRACTION * finished.numel():
+                keep = (~finished).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                alive, tok, mask, next_pos = alive[keep], tok[keep], mask[keep], next_pos[keep]
+                finished = finished[keep]
         if t == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, mask.new_ones((mask.size(0), 1))], dim=1)
-        logits = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = model(input_ids=tok[:, None], attention_mask=mask[:, : width + t + 1],
+                       position_ids=next_pos[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
         next_pos = next_pos + 1
     out, lengths = out.tolist(), lengths.tolist()
     return [row[:n_] for row, n_ in zip(out, lengths, strict=True)]

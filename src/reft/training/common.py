@@ -44,6 +44,11 @@ def make_accelerator(cfg: Any, grad_accum: int = 1):
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum)
 
 
+def default_device() -> str:
+    """Where a model that is not trained through Accelerate runs: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def setup_threads() -> None:
     """Use every core for intra-op work on CPU (torch defaults can under-use small machines)."""
     if not torch.cuda.is_available():
@@ -89,11 +94,22 @@ class MetricsLogger:
             self.path.unlink()
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run_dir / "tb"))
+        # purge_step: TensorBoard drops the earlier run's points from that step on, as the
+        # truncation above does for metrics.jsonl (else resumed steps show up twice)
+        purge = resume_step + 1 if resume_step is not None else None
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def _truncate_after(self, step: int) -> None:
-        """Drop lines logged after the checkpoint we resume from (they will be redone)."""
-        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        """Drop lines logged after the checkpoint we resume from (they will be redone), and
+        a torn last line left by a killed run."""
+        keep = []
+        for ln in self.path.read_text().splitlines():
+            try:
+                row = json.loads(ln)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("step", step + 1) <= step:
+                keep.append(ln)
         self.path.write_text("".join(ln + "\n" for ln in keep))
 
     def log(self, step: int, metrics: dict[str, float], **extra: Any) -> None:
@@ -130,14 +146,20 @@ class TrainerState:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
 
 
+def check_run_dir(cfg: Any) -> None:
+    """Refuse to start a fresh run over another run's checkpoints (before any slow work)."""
+    run_dir = Path(cfg.out)
+    if run_dir.exists() and not cfg.resume and any(run_dir.glob("checkpoints/*")):
+        raise UserError(
+            f"{run_dir}: already holds checkpoints; pass --resume to continue or choose another --out"
+        )
+
+
 def prepare_run_dir(cfg: Any, accelerator) -> Path:
     """Create the run directory and write the resolved config (main process only)."""
     run_dir = Path(cfg.out)
     if accelerator.is_main_process:
-        if run_dir.exists() and not cfg.resume and any(run_dir.glob("checkpoints/*")):
-            raise UserError(
-                f"{run_dir}: already holds checkpoints; pass --resume to continue or choose another --out"
-            )
+        check_run_dir(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()

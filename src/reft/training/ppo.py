@@ -27,11 +27,12 @@ from reft.algorithms.stats import explained_variance, masked_mean, whiten
 from reft.config import PPOConfig
 from reft.configio import config_from_args
 from reft.data.records import Example
-from reft.errors import TrainingError
+from reft.errors import TrainingError, UserError
 from reft.rollout.rollout import Rollout, build_rollout, response_logits
 from reft.training.common import (
     MetricsLogger,
     TrainerState,
+    check_run_dir,
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
@@ -146,11 +147,12 @@ def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
                 loss = loss + cfg.vf_coef * vloss
                 stats.update(vstats)
             if cfg.kl_mode == "loss":
-                kloss = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask)
+                kloss, kstats = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask)
                 loss = loss + cfg.beta * kloss
-                stats["loss/kl"] = kloss
-            if not torch.isfinite(loss):
-                raise TrainingError("loss is NaN/inf")
+                stats.update(kstats)
+            # every process must see a bad loss, or the others would wait in backward for ever
+            if acc.reduce(torch.isfinite(loss.detach()).float(), "sum").item() < acc.num_processes:
+                raise TrainingError(f"non-finite loss in the PPO update ({_describe(loss, stats)})")
             acc.backward(loss)
             acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
             opt.step()
@@ -161,6 +163,11 @@ def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _describe(loss: torch.Tensor, stats: dict) -> str:
+    parts = {"loss": loss.detach(), **{k: v for k, v in stats.items() if k.startswith("loss/")}}
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
 
 
 def rollout_stats(r: Rollout, acc) -> dict[str, float]:
@@ -189,20 +196,20 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
               test: list[Example] | None = None) -> Path:
     """Run ReFT's RL stage; returns the final HF model directory."""
     require(cfg, "model", *(() if train is not None else ("train_file",)))
+    if cfg.estimator != "gae" and cfg.samples_per_question < 2:
+        raise UserError(f"--estimator {cfg.estimator} needs --samples-per-question >= 2")
+    check_run_dir(cfg)
     setup_threads()
     acc = make_accelerator(cfg)
-    run_dir = prepare_run_dir(cfg, acc)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before the models: LoRA and value-head weights are drawn from it
     if train is None:
         train, test = load_ppo_data(cfg)
     test = test or []
-    if cfg.estimator != "gae" and cfg.samples_per_question < 2:
-        from reft.errors import UserError
-
-        raise UserError(f"--estimator {cfg.estimator} needs --samples-per-question >= 2")
     lm, tokenizer = load_policy(cfg, acc)
     ref_lm = _reference(cfg, lm, acc)
     ac = ActorCritic(lm, cfg.critic, value_free=cfg.estimator != "gae").to(acc.device)
+    # the run directory is made only once the data and models have loaded
+    run_dir = prepare_run_dir(cfg, acc)
     lr = resolve_lr(cfg, lm, real_default=3e-7)
     opt = torch.optim.AdamW([p for p in ac.parameters() if p.requires_grad], lr=lr,
                             weight_decay=cfg.weight_decay)
@@ -224,16 +231,20 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
         for gb in batches[state.batch_in_epoch :]:
             if state.step >= total:
                 break
-            mine = [train[j] for j in gb[rank * cfg.rollout_batch_size : (rank + 1) * cfg.rollout_batch_size]]
+            mine = [train[j] for j in shard(gb, rank, world, cfg.rollout_batch_size)]
             t0 = time.perf_counter()
-            r = make_experience(ac, ref_lm, lm, tokenizer, mine or [train[gb[0]]], cfg, acc)
+            r = make_experience(ac, ref_lm, lm, tokenizer, mine, cfg, acc)
             metrics = compute_advantages(r, cfg, acc)
             t1 = time.perf_counter()
-            metrics.update(ppo_update(ac, opt, r, cfg, acc))
+            try:
+                metrics.update(ppo_update(ac, opt, r, cfg, acc))
+            except TrainingError as e:
+                raise TrainingError(f"step {state.step + 1}: {e}; last good checkpoint kept in "
+                                    f"{run_dir / 'checkpoints'}") from None
             metrics.update(rollout_stats(r, acc))
             metrics["time/rollout_s"], metrics["time/update_s"] = t1 - t0, time.perf_counter() - t1
             metrics["policy/kl"] = acc.reduce(metrics["policy/kl"].detach(), "mean").item()
-            _guard(metrics, run_dir, cfg)
+            _guard(metrics, run_dir, cfg, state.step + 1)
             state.step += 1
             state.batch_in_epoch += 1
             if test and cfg.eval_every and state.step % cfg.eval_every == 0:
@@ -251,8 +262,16 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
         log.log(state.step, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg)})
     save_checkpoint(acc, run_dir, f"step-{state.step}", state, saver)
     log.close()
-    _save_value_head(acc, ac, run_dir)
-    return save_final(acc, run_dir, hf_saver(acc, lm, tokenizer, merge=True))
+    return save_final(acc, run_dir, _final_saver(acc, ac, lm, tokenizer))
+
+
+def shard(gb: list[int], rank: int, world: int, n: int) -> list[int]:
+    """This process's ``n`` questions of a global batch. With several processes a short last
+    batch is filled cyclically, so every process runs as many mini-batches (and gradient
+    all-reduces) as the others."""
+    if world > 1 and len(gb) < n * world:
+        gb = (gb * math.ceil(n * world / len(gb)))[: n * world]
+    return gb[rank * n : (rank + 1) * n]
 
 
 def _reference(cfg: PPOConfig, lm, acc):
@@ -277,23 +296,35 @@ class _AdaptersOff:
             return self.model(**kw)
 
 
-def _guard(metrics: dict[str, float], run_dir: Path, cfg: PPOConfig) -> None:
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+def _guard(metrics: dict[str, float], run_dir: Path, cfg: PPOConfig, step: int) -> None:
+    # explained variance is nan by definition when the returns do not vary: not a failure
+    bad = [k for k, v in metrics.items() if not math.isfinite(v) and k != "value/explained_variance"]
     if bad:
-        raise TrainingError(f"non-finite {', '.join(bad)}; last good checkpoint kept in {run_dir / 'checkpoints'}")
+        raise TrainingError(f"step {step}: non-finite {', '.join(bad)}; last good checkpoint kept in "
+                            f"{run_dir / 'checkpoints'}")
     if metrics["policy/kl"] > cfg.kl_warn:
         tqdm.write(f"warning: KL to the reference is {metrics['policy/kl']:.2f} (> --kl-warn {cfg.kl_warn})")
 
 
-def _save_value_head(acc, ac, run_dir: Path) -> None:
-    """Keep the value head beside the final model (the policy itself stays a plain HF dir)."""
-    body = acc.unwrap_model(ac).body
-    if acc.is_main_process and hasattr(body, "value_head"):
-        from safetensors.torch import save_file
+def _final_saver(acc, ac, lm, tokenizer):
+    """The merged policy as a plain HF directory, with the shared value head beside its
+    weights as ``value_head.safetensors`` (the layout ``PolicyWithValueHead.from_pretrained``
+    reads; ``AutoModelForCausalLM`` ignores the extra file)."""
+    save_policy = hf_saver(acc, lm, tokenizer, merge=True)
 
-        (run_dir).mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in body.value_head.state_dict().items()},
-                  str(run_dir / "value_head.safetensors"))
+    def save(path: Path) -> None:
+        save_policy(path)
+        body = acc.unwrap_model(ac).body
+        if hasattr(body, "value_head"):
+            from safetensors.torch import save_file
+
+            from reft.models.value_head import VALUE_HEAD_FILE
+
+            state = body.value_head.state_dict()
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
+                      str(Path(path) / VALUE_HEAD_FILE))
+
+    return save
 
 
 def main(args) -> int:

@@ -16,10 +16,12 @@ from tqdm.auto import tqdm
 from reft.config import SFTConfig
 from reft.configio import config_from_args
 from reft.data.records import Example
+from reft.errors import TrainingError
 from reft.training.common import (
     MetricsLogger,
     Throughput,
     TrainerState,
+    check_run_dir,
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
@@ -139,10 +141,10 @@ def hf_saver(accelerator, model, tokenizer, merge: bool = False):
 def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
     """Run SFT; returns the path of the final HF model directory."""
     require(cfg, "model", *(() if examples is not None else ("train_file",)))
+    check_run_dir(cfg)
     setup_threads()
     accelerator = make_accelerator(cfg)
-    run_dir = prepare_run_dir(cfg, accelerator)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before load_policy: LoRA weights are drawn from it
     if examples is None:
         from reft.data import load_examples
 
@@ -150,6 +152,8 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
                                  task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
                                  max_examples=cfg.max_examples, require_cot=True)
     model, tokenizer = load_policy(cfg, accelerator)
+    # the run directory is made only once the data and model have loaded
+    run_dir = prepare_run_dir(cfg, accelerator)
     features = encode_pairs(*sft_pairs(examples, cfg.cot, cfg.template), tokenizer, cfg.max_length)
     n_labels = [sum(x != IGNORE for x in f["labels"][1:]) for f in features]
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -188,13 +192,16 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
                 accelerator.backward(nll * (world / n_tok if mine else 0.0))
                 loss_sum += nll.item() if mine else 0.0
                 speed.add(int(batch["attention_mask"].sum()))
-            # 3. clip, step
+            # 3. stop before a non-finite loss reaches the weights, else clip and step
+            loss = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "sum") / n_tok
+            if not torch.isfinite(loss):
+                raise TrainingError(f"step {state.step + 1}: loss is {loss.item()}; last good "
+                                    f"checkpoint kept in {run_dir / 'checkpoints'}")
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             state.step += 1
-            loss = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "sum") / n_tok
             if state.step % cfg.log_every == 0 or state.step == total:
                 tps = speed.rate() * world
                 log.log(state.step, {"loss": loss, "lr": sched.get_last_lr()[0], "tokens_per_s": tps},
