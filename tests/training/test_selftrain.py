@@ -1,0 +1,248 @@
+"""Self-training baselines: the offline data filter, the online batch and loss mask, CLI smoke runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from reft.config import SelfTrainConfig
+from reft.data.prompts import build_prompt, build_target, python_header
+from reft.data.records import Example
+from reft.training.selftrain import nll_step, online_batch, select_correct
+
+Q = "Tom has 3 boxes of 12 pens. He gives away 5 pens. How many pens are left?"
+GOLD_NL = "Tom has 3 * 12 = 36 pens.\nHe gives away 5, so 36 - 5 = 31 pens are left."
+GOLD_PY = f'def solution():\n    """{Q}"""\n    pens = 3 * 12\n    result = pens - 5\n    return result'
+ANSWER = "\nTherefore, the answer is: 31"
+
+
+def _record(qid: str, *samples: tuple[str, bool]) -> dict:
+    return {"id": qid, "question": Q, "gold": "31",
+            "samples": [{"completion": c, "pred": None, "correct": ok, "truncated": False} for c, ok in samples]}
+
+
+def _nl(qid: str = "q1") -> Example:
+    return Example(qid, Q, "31", GOLD_NL)
+
+
+# ---------------------------------------------------------------- offline data filter
+
+
+def test_filter_keeps_correct_distinct_samples_without_the_answer_sentence():
+    a = "36 pens in all.\n36 - 5 = 31." + ANSWER
+    b = "12 * 3 = 36, minus 5 is 31." + ANSWER
+    rec = _record("q1", (a, True), ("wrong" + ANSWER.replace("31", "30"), False), (b, True))
+    kept = select_correct([rec], [_nl()], "nl", max_per_question=4)
+    assert [e.cot for e in kept] == ["36 pens in all.\n36 - 5 = 31.", "12 * 3 = 36, minus 5 is 31."]
+    assert [e.id for e in kept] == ["q1#s0", "q1#s1"]
+    assert all(e.question == Q and e.answer == "31" for e in kept)
+    # the target adds the answer sentence back exactly once
+    assert build_target(kept[0]) == "36 pens in all.\n36 - 5 = 31." + ANSWER
+
+
+def test_filter_drops_duplicates_whitespace_variants_and_the_gold_cot():
+    a = "36 pens.\n36 - 5 = 31." + ANSWER
+    rec = _record("q1",
+                  (a, True),
+                  (a, True),                                       # identical
+                  ("36  pens.\n\n36 - 5 =   31. " + ANSWER, True),  # whitespace only
+                  (GOLD_NL + ANSWER, True),                        # the annotated CoT
+                  ("  " + GOLD_NL.replace("\n", " ") + "\n" + ANSWER, True))  # gold, re-spaced
+    kept = select_correct([rec], [_nl()], "nl", max_per_question=10)
+    assert [e.cot for e in kept] == ["36 pens.\n36 - 5 = 31."]
+
+
+def test_filter_caps_samples_per_question_and_ignores_unknown_ids():
+    recs = [_record("q1", *[(f"step {i}." + ANSWER, True) for i in range(5)]),
+            _record("q2", ("x." + ANSWER, True), ("y." + ANSWER, True)),
+            _record("other", ("z." + ANSWER, True))]
+    kept = select_correct(recs, [_nl("q1"), _nl("q2")], "nl", max_per_question=2)
+    assert [e.id for e in kept] == ["q1#s0", "q1#s1", "q2#s0", "q2#s1"]
+    assert [e.cot for e in kept][:2] == ["step 0.", "step 1."]
+    # duplicates and wrong samples do not use up the cap
+    rec = _record("q1", ("a." + ANSWER, False), ("b." + ANSWER, True), ("b." + ANSWER, True), ("c." + ANSWER, True))
+    assert [e.cot for e in select_correct([rec], [_nl()], "nl", max_per_question=2)] == ["b.", "c."]
+
+
+def test_filter_cuts_at_the_graded_answer_trigger():
+    # reft.answers grades after the last "the answer is", in any case, and reads one line
+    rec = _record("q1", ("36 - 5 = 31.\nThe answer is: 31", True),
+                  ("12 * 3 = 36, 36 - 5 = 31. Therefore, the answer is: 31\nand then some", True),
+                  ("the answer is not 30.\nSo 31 it is. therefore the answer is 31.", True))
+    kept = select_correct([rec], [_nl()], "nl", max_per_question=4)
+    assert [e.cot for e in kept] == ["36 - 5 = 31.", "12 * 3 = 36, 36 - 5 = 31.",
+                                     "the answer is not 30.\nSo 31 it is."]
+
+
+def test_filter_drops_a_correct_sample_with_no_reasoning():
+    rec = _record("q1", (ANSWER.strip(), True), ("36 - 5 = 31." + ANSWER, True))
+    assert [e.cot for e in select_correct([rec], [_nl()], "nl", max_per_question=4)] == ["36 - 5 = 31."]
+
+
+def test_filter_rebuilds_python_programs_and_compares_bodies():
+    gold = Example("q1", Q, "31", GOLD_PY)
+    same_as_gold = "    pens = 3 * 12\n    result = pens - 5\n    return result"
+    other = "    result = 3 * 12 - 5\n    return result"
+    rec = _record("q1", (same_as_gold, True), (other, True), (other + "\n", True))
+    (kept,) = select_correct([rec], [gold], "python", max_per_question=4)
+    assert kept.cot == python_header(Q) + other  # a runnable program, as Example.cot stores it
+    assert build_target(kept, "python") == other  # SFT trains on the body only
+
+
+def test_online_batch_is_every_correct_sample_plus_gold():
+    a = "36 - 5 = 31." + ANSWER
+    recs = [_record("q1", (a, True), (a, True), ("no" + ANSWER, False)),
+            _record("q2", (GOLD_NL + ANSWER, True))]
+    batch = [_nl("q1"), _nl("q2")]
+    with_gold = online_batch(recs, batch, SelfTrainConfig(samples_per_question=3, include_gold=True))
+    # on-policy: duplicates and a sample equal to the gold CoT all count, as sampled
+    assert [e.cot for e in with_gold] == ["36 - 5 = 31.", "36 - 5 = 31.", GOLD_NL, GOLD_NL, GOLD_NL]
+    assert [e.id for e in with_gold][-2:] == ["q1", "q2"]
+    without = online_batch(recs, batch, SelfTrainConfig(samples_per_question=3, include_gold=False))
+    assert [e.cot for e in without] == ["36 - 5 = 31.", "36 - 5 = 31.", GOLD_NL]
+
+
+# ---------------------------------------------------------------- online loss mask
+
+
+class _Recorder(torch.optim.Optimizer):
+    """Keeps the gradients it is asked to step with, and changes nothing."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+        self.grads: list[list[torch.Tensor]] = []
+
+    def step(self, closure=None):
+        self.grads.append([p.grad.clone() for g in self.param_groups for p in g["params"]])
+
+
+def _hand_nll(model, tok, examples: list[Example]) -> torch.Tensor:
+    """Token-mean NLL over the CoT tokens (target + eos) of ``examples``, one sequence at a time."""
+    total, count = 0.0, 0
+    for e in examples:
+        p = tok(build_prompt(e.question))["input_ids"]
+        t = tok(build_target(e), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([p + t])
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+        # position j predicts token j+1; the CoT tokens are positions len(p) .. end
+        total = total - sum(logp[j - 1, ids[0, j]] for j in range(len(p), ids.shape[1]))
+        count += len(t)
+    return total / count
+
+
+@pytest.mark.parametrize(("include_gold", "batch_size"), [(False, 8), (True, 1)])
+def test_online_loss_covers_exactly_the_kept_cot_tokens(include_gold, batch_size):
+    from accelerate import Accelerator
+
+    from tests.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer()
+    recs = [_record("q1", ("36 - 5 = 31." + ANSWER, True), ("a wrong one" + ANSWER.replace("31", "7"), False)),
+            _record("q2", ("nothing right" + ANSWER.replace("31", "2"), False))]
+    batch = [_nl("q1"), _nl("q2")]
+    cfg = SelfTrainConfig(samples_per_question=2, include_gold=include_gold, batch_size=batch_size,
+                          max_grad_norm=1e9)
+    train = online_batch(recs, batch, cfg)
+    kept = [Example("q1", Q, "31", "36 - 5 = 31.")] + (batch if include_gold else [])
+    assert [e.cot for e in train] == [e.cot for e in kept]
+
+    expected = _hand_nll(model, tok, kept)
+    expected.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    opt = _Recorder(model.parameters())
+    loss = nll_step(model, opt, tok, train, cfg, Accelerator(cpu=True))
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    (got,) = opt.grads
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_online_step_without_correct_samples_does_nothing():
+    from accelerate import Accelerator
+
+    from tests.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer()
+    opt = _Recorder(model.parameters())
+    assert math.isnan(nll_step(model, opt, tok, [], SelfTrainConfig(), Accelerator(cpu=True)))
+    assert opt.grads == []
+
+
+# ---------------------------------------------------------------- CLI smoke runs
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    """A tiny reft-built model and 6 synthetic training problems."""
+    from reft.data.synthetic import generate, write_reft_json
+    from reft.models.tiny import init_model
+
+    root = tmp_path_factory.mktemp("selftrain")
+    texts = [build_prompt(e.question) + build_target(e) for e in generate(40, seed=1)]
+    init_model(root / "model", texts=texts, vocab_size=300, hidden_size=32, layers=2, heads=2)
+    write_reft_json(generate(6, seed=0), root / "train.json")
+    return root
+
+
+def _reft(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reft", *args], capture_output=True, text=True, timeout=600)
+
+
+def _changed(a: Path, b: Path) -> bool:
+    from reft.models.loading import load_model
+
+    before, after = load_model(a).state_dict(), load_model(b).state_dict()
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _finite_losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows]
+    assert losses and all(math.isfinite(x) for x in losses)
+    return losses
+
+
+@pytest.mark.slow
+def test_cli_offline_selftrain(task, tmp_path):
+    from reft.data import load_examples
+
+    out = tmp_path / "offline"
+    out.mkdir()
+    # the first two questions are "already sampled" (the samples file is resumable) with
+    # hand-made correct samples, so the filter has something to add; the rest are sampled
+    examples = load_examples(str(task / "train.json"))
+    with (out / "samples.jsonl").open("w") as f:
+        for e in examples[:2]:
+            rec = _record(e.id, ("my own steps." + ANSWER, True), ("my own steps." + ANSWER, True),
+                          (e.cot + ANSWER, True))
+            f.write(json.dumps({**rec, "question": e.question, "gold": e.answer}) + "\n")
+    done = _reft("selftrain", "--mode", "offline", "--model", str(task / "model"),
+                 "--train-file", str(task / "train.json"), "--out", str(out), "--k", "2", "--epochs", "1",
+                 "--batch-size", "4", "--log-every", "1", "--max-new-tokens", "24")
+    assert done.returncode == 0, done.stderr
+    assert "2 correct distinct samples added to 6 examples" in done.stdout
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(e.id for e in examples)
+    assert all(len(r["samples"]) in (2, 3) for r in records)
+    assert "mode: offline" in (out / "config.yaml").read_text()
+    assert len(_finite_losses(out)) == 2  # (6 + 2) examples / batch 4
+    assert _changed(task / "model", out / "final")
+
+
+@pytest.mark.slow
+def test_cli_online_selftrain(task, tmp_path):
+    out = tmp_path / "online"
+    done = _reft("selftrain", "--mode", "online", "--model", str(task / "model"),
+                 "--train-file", str(task / "train.json"), "--out", str(out), "--max-steps", "2",
+                 "--rollout-batch-size", "2", "--samples-per-question", "2", "--max-new-tokens", "24")
+    assert done.returncode == 0, done.stderr
+    assert len(_finite_losses(out)) == 2  # the gold CoTs are always there to learn from
+    assert (out / "checkpoints" / "step-2" / "trainer_state.json").is_file()
+    assert _changed(task / "model", out / "final")
