@@ -202,3 +202,30 @@ def test_cli_rejects_n_zero_in_one_line(tmp_path, python):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "--n" in done.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_easy_level_keeps_numbers_small_and_splits_disjoint():
+    import re
+
+    from reft.data.synthetic import count_paths, generate, generate_problems
+
+    train = generate(300, seed=3, split="train", level="easy")
+    test = generate(100, seed=3, split="test", level="easy")
+    assert not {e.question for e in train} & {e.question for e in test}
+    for e in train + test:
+        assert 0 < int(e.answer) < 100
+        assert all(int(c) < 100 for c in re.findall(r"= (\d+)", e.cot))
+    problems = generate_problems(300, seed=3, split="train", level="easy")
+    assert sum(count_paths(p) >= 2 for p in problems) / len(problems) > 0.5
+    # the standard level is unchanged by the new knob
+    assert generate(20, seed=3) == generate(20, seed=3, level="standard")
+
+
+def test_unknown_level_is_a_user_error():
+    import pytest
+
+    from reft.data.synthetic import generate
+    from reft.errors import UserError
+
+    with pytest.raises(UserError, match="level"):
+        generate(5, level="hard")

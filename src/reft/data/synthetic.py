@@ -30,6 +30,10 @@ SPLITS = ("train", "test")
 COT_STYLES = ("nl", "python")
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
+LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9)}
+"""Difficulty: (bound on every intermediate value, largest operand drawn from a range). The
+easy level keeps the arithmetic within what a ~1M-parameter model learns in minutes, so
+that which path a model takes, not raw arithmetic, decides most answers."""
 Params = dict[str, int | str]
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
           "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
@@ -91,7 +95,7 @@ def _family(name: str, spec: str, questions: Sequence[str], steps: dict[str, str
                   tuple(tuple(parsed[k] for k in p.split()) for p in paths))
 
 
-def _sample(family: Family, rng: random.Random) -> Params:
+def _sample(family: Family, rng: random.Random, cap: int = 1000) -> Params:
     params: Params = {}
     for names, source in family.spec:
         if names == ["person"]:
@@ -103,19 +107,21 @@ def _sample(family: Family, rng: random.Random) -> Params:
         else:  # "lo-hi" or "lo-hi*k", k a number or an earlier field; random() beats randint
             bounds, _, k = source.partition("*")
             lo, hi = map(int, bounds.split("-"))
+            hi = max(lo, min(hi, cap))
             mult = params.get(k) or int(k or 1)
             params[names[0]] = (lo + int(rng.random() * (hi - lo + 1))) * mult
     return params
 
 
-def _run(steps: Sequence[Step], params: Params) -> list[tuple[int, int, int]] | None:
+def _run(steps: Sequence[Step], params: Params,
+         max_value: int = MAX_VALUE) -> list[tuple[int, int, int]] | None:
     """Each step's ``(left, right, value)``, or None when the path is invalid here."""
     env: dict = dict(params)
     out = []
     for s in steps:
         a, b = env.get(s.left, s.left), env.get(s.right, s.right)  # a name or a literal
         value = _ARITH[s.op](a, b)
-        if not 0 < value < MAX_VALUE:  # zero steps ("0 more than") read badly
+        if not 0 < value < max_value:  # zero steps ("0 more than") read badly
             return None
         env[s.var] = value
         out.append((a, b, value))
@@ -288,20 +294,23 @@ def split_of(key: tuple) -> str:
     return "test" if int.from_bytes(digest, "big") % 10 < 2 else "train"  # ~20% test
 
 
-def _draw(family: Family, rng: random.Random, split: str) -> tuple[Params, tuple, int]:
+def _draw(family: Family, rng: random.Random, split: str,
+          level: str = "standard") -> tuple[Params, tuple, int]:
     """Sample a problem of ``split`` whose canonical path is valid: params, key, gold."""
+    max_value, cap = LEVELS[level]
     for _ in range(100_000):
-        params = _sample(family, rng)
+        params = _sample(family, rng, cap)
         key = (family.name, *params.values())
-        if split_of(key) == split and (values := _run(family.paths[0], params)) is not None:
+        if split_of(key) == split and (values := _run(family.paths[0], params, max_value)) is not None:
             return params, key, values[-1][2]
     raise RuntimeError(f"family {family.name} almost never yields a valid problem")
 
 
-def _valid_paths(family: Family, params: Params, answer: int) -> tuple[tuple[Step, ...], ...]:
+def _valid_paths(family: Family, params: Params, answer: int,
+                 max_value: int = MAX_VALUE) -> tuple[tuple[Step, ...], ...]:
     paths, seen = [], set()
     for steps in family.paths:
-        values = _run(steps, params)
+        values = _run(steps, params, max_value)
         if values is None:
             continue
         assert values[-1][2] == answer, f"{family.name}: paths disagree on the answer"
@@ -312,21 +321,24 @@ def _valid_paths(family: Family, params: Params, answer: int) -> tuple[tuple[Ste
     return tuple(paths)
 
 
-def generate_problems(n: int, seed: int = 0, split: str = "train") -> list[Problem]:
+def generate_problems(n: int, seed: int = 0, split: str = "train",
+                      level: str = "standard") -> list[Problem]:
     """``n`` distinct problems of ``split``; the same for the same ``seed``."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r} (choose {' or '.join(SPLITS)})")
+    if level not in LEVELS:
+        raise UserError(f"unknown level {level!r} (choose {' or '.join(LEVELS)})")
     rng = random.Random(seed)
     problems, seen = [], set()
     for _ in range(50 * n + 1000):
         if len(problems) == n:
             return problems
         family = rng.choice(FAMILIES)
-        params, key, answer = _draw(family, rng, split)
+        params, key, answer = _draw(family, rng, split, level)
         if key in seen:
             continue
         seen.add(key)
-        paths = _valid_paths(family, params, answer)
+        paths = _valid_paths(family, params, answer, LEVELS[level][0])
         question = rng.choice(family.questions).format(**params)
         problems.append(Problem(family.name, key, params, question, answer, paths,
                                 rng.randrange(len(paths))))
@@ -354,10 +366,11 @@ def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
     return "\n".join([*lines, "    return result"])
 
 
-def generate(n: int, seed: int = 0, split: str = "train", cot: str = "nl") -> list[Example]:
+def generate(n: int, seed: int = 0, split: str = "train", cot: str = "nl",
+             level: str = "standard") -> list[Example]:
     """``n`` problems of ``split`` as Examples; a seed gives the same paths in both CoT styles."""
     return [Example(f"synth-{split}-{i}", p.question, str(p.answer), render(p, cot=cot))
-            for i, p in enumerate(generate_problems(n, seed, split))]
+            for i, p in enumerate(generate_problems(n, seed, split, level))]
 
 
 def _check_cot(cot: str) -> None:
@@ -393,6 +406,7 @@ def main(args: argparse.Namespace) -> int:
     cot = getattr(args, "cot", "nl")
     if args.n <= 0:
         raise UserError(f"--n must be a positive number of problems, got {args.n}")
-    path = write_reft_json(generate(args.n, args.seed, args.split, cot), args.out, cot)
+    level = getattr(args, "level", "standard")
+    path = write_reft_json(generate(args.n, args.seed, args.split, cot, level), args.out, cot)
     print(f"wrote {args.n} synthetic {args.split} problems ({cot} CoT, seed {args.seed}) to {path}")
     return 0
