@@ -1,0 +1,94 @@
+"""``reft demo``: the whole ReFT protocol on the embedded default, on a laptop CPU.
+
+synthetic task -> tiny model + tokenizer -> SFT warm-up -> continued SFT and ReFT from
+the same warm-up (same number of epochs; SFT with its own tuned learning rate) ->
+evaluation (top-1, vote@k, rerank@k) -> results.json, results.md, report.html.
+
+It is ``reft pipeline`` with an embedded config (see ``plan``), so an interrupted demo
+resumes where it stopped when rerun with the same options.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from reft.errors import UserError
+
+# Budgets sized for 20 minutes on a 2-core CPU. The learning rates are NOT tuned yet
+# (benchmarks/demo_tuning.py is the sweep to run; see the README's results section).
+PLANS: dict[str, dict] = {
+    "full": {
+        "n_train": 2000, "n_test": 500, "level": "easy",
+        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
+        "warmup": {"epochs": 6, "lr": 3e-3, "batch_size": 32},
+        "sft": {"epochs": 1, "lr": 3e-4, "batch_size": 32, "warmup_ratio": 0.0},
+        "reft": {"epochs": 1, "lr": 1e-4, "rollout_batch_size": 32, "mini_batch_size": 16,
+                 "eval_every": 16, "eval_examples": 200, "save_every": 1000},
+        "eval": {"k": 4, "batch_size": 250},
+        "reranker": {"epochs": 1, "batch_size": 32},
+        "sample": {"k": 2},
+        "max_new_tokens": 96,
+    },
+    "quick": {
+        "n_train": 400, "n_test": 500, "level": "easy",
+        "model": {"init": "tiny", "hidden_size": 96, "layers": 3},
+        "warmup": {"epochs": 4, "lr": 3e-3, "batch_size": 32},
+        "sft": {"epochs": 1, "lr": 3e-4, "batch_size": 32, "warmup_ratio": 0.0},
+        "reft": {"epochs": 1, "lr": 1e-4, "rollout_batch_size": 32, "mini_batch_size": 16,
+                 "eval_every": 0, "eval_examples": 100, "save_every": 1000},
+        "eval": {"k": 2, "batch_size": 250},
+        "reranker": {"epochs": 1, "batch_size": 32},
+        "sample": {"k": 2},
+        "max_new_tokens": 96,
+    },
+}
+
+
+def pipeline_spec(plan: dict, out: Path, seed: int, cot: str) -> dict:
+    """The ``reft pipeline`` config the demo runs (paths inside ``out``)."""
+    gen = {"max_new_tokens": plan["max_new_tokens"]}
+    return {
+        "out": str(out), "cot": cot, "seed": seed,
+        "model": plan["model"],
+        "data": {"train_file": str(out / "data" / "train.json"),
+                 "test_file": str(out / "data" / "test.json")},
+        "methods": ["sft", "reft"],
+        "warmup": {**plan["warmup"], "log_every": 10},
+        "sft": {**plan["sft"], "log_every": 10},
+        "reft": {**plan["reft"], **gen, "log_every": 1},
+        "eval": {**plan["eval"], **gen},
+        "reranker": {**plan["reranker"], "sample": {**plan["sample"], **gen}},
+    }
+
+
+def write_data(out: Path, plan: dict, seed: int, cot: str) -> None:
+    """The synthetic train/test splits (disjoint by construction), in ReFT's JSON format."""
+    from reft.data.synthetic import generate, write_reft_json
+
+    data = out / "data"
+    if not (data / "train.json").exists():
+        write_reft_json(generate(plan["n_train"], seed, "train", cot, plan["level"]),
+                        data / "train.json", cot)
+    if not (data / "test.json").exists():
+        # the test set does not depend on --seed: every seed is measured on the same problems
+        write_reft_json(generate(plan["n_test"], 0, "test", cot, plan["level"]),
+                        data / "test.json", cot)
+
+
+def main(args) -> int:
+    from reft.pipeline import parse_pipeline, run_pipeline
+
+    plan = PLANS["quick" if args.quick else "full"]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    t0 = time.perf_counter()
+    write_data(out, plan, args.seed, args.cot)
+    pipe = parse_pipeline(pipeline_spec(plan, out, args.seed, args.cot), "reft demo", str(out))
+    results = run_pipeline(pipe)
+    print("\n" + (out / "results.md").read_text())
+    print(f"report: {out / 'report.html'}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s "
+          f"(pipeline stages: {results.get('wall_s', 0):.0f} s)")
+    return 0
