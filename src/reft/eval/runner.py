@@ -1,8 +1,14 @@
-"""``reft eval``: greedy top-1, and with k samples vote@k, pass@k and rerank@k."""
+"""``reft eval``: greedy top-1, and with k samples vote@k, pass@k and rerank@k.
+
+Under ``accelerate launch``/``torchrun`` the questions are shared among the processes,
+the records gathered in question order and written once; samples are seeded per
+question, so N processes give the records one process would.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,15 +56,22 @@ def evaluate(
     s: EvalSettings,
     rerank_fn: Callable[[list[str], list[str]], list[float]] | None = None,
     progress: bool = True,
+    seed: int | None = None,
+    all_done: Callable[[bool], bool] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Summary metrics and one prediction record per question."""
+    """Summary metrics and one prediction record per question.
+
+    ``seed``: sample each question's k completions from (seed, question id) instead of
+    the global torch RNG. ``all_done``: see ``generate``.
+    """
     from reft.answers import is_correct
     from reft.data.prompts import build_prompt
     from reft.eval.metrics import majority_vote, rerank_pick, summarize
-    from reft.rollout.sampler import generate
+    from reft.rollout.sampler import generate, question_seed
 
     prompts = [build_prompt(e.question, cot=s.cot, template=s.template) for e in examples]
-    gen = dict(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=progress)
+    gen = dict(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=progress,
+               all_done=all_done)
     greedy = generate(model, tokenizer, prompts, greedy=True, **gen)
     g_judged = judge_texts(greedy.texts, examples, s)
     records = []
@@ -66,7 +79,9 @@ def evaluate(
         records.append({"id": e.id, "gold": e.answer, "completion": text, "pred": j.pred,
                         "correct": j.correct, "truncated": trunc, "greedy_correct": j.correct})
     if s.k > 0:
-        sampled = generate(model, tokenizer, prompts, temperature=s.temperature, num_samples=s.k, **gen)
+        seeds = None if seed is None else [question_seed(seed, e.id) for e in examples]
+        sampled = generate(model, tokenizer, prompts, temperature=s.temperature, num_samples=s.k,
+                           seeds=seeds, **gen)
         judged = judge_texts(sampled.texts, examples, s, repeat=s.k)
         scores = rerank_fn([p for p in prompts for _ in range(s.k)], sampled.texts) if rerank_fn else None
         for i, rec in enumerate(records):
@@ -82,6 +97,31 @@ def evaluate(
                 pick = rerank_pick(scores[sl])
                 rec["rerank_scores"] = scores[sl]
                 rec["rerank_correct"] = judged[sl][pick].correct
+    return summarize(records), records
+
+
+def evaluate_sharded(model, tokenizer, examples: list[Example], s: EvalSettings,
+                     rerank_fn=None, progress: bool = True, seed: int | None = None,
+                     all_done: Callable[[bool], bool] | None = None) -> tuple[dict, list[dict]]:
+    """``evaluate`` with the questions shared among the processes; every process gets the
+    summary and the records of all questions, in question order, each once."""
+    from reft.eval.metrics import summarize
+    from reft.training.common import dist_state
+
+    state = dist_state()
+    world, rank = state.num_processes, state.process_index
+    if world == 1 or not examples:
+        return evaluate(model, tokenizer, examples, s, rerank_fn, progress, seed, all_done)
+    from accelerate.utils import gather_object
+
+    # every process gets as many questions (some twice: dropped below), since generation
+    # is collective when parameters are sharded
+    idx = list(range(rank, len(examples), world))
+    idx += [rank % len(examples)] * (math.ceil(len(examples) / world) - len(idx))
+    _, records = evaluate(model, tokenizer, [examples[i] for i in idx], s, rerank_fn,
+                          progress and state.is_main_process, seed, all_done)
+    by_index = dict(gather_object(list(zip(idx, records, strict=True))))
+    records = [by_index[i] for i in range(len(examples))]
     return summarize(records), records
 
 
@@ -105,30 +145,35 @@ def load_reranker(path: str):
 def run_eval(cfg: EvalConfig) -> dict:
     from reft.data import load_examples
     from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
-    from reft.training.common import default_device, require, setup_threads
+    from reft.training.common import dist_state, require, setup_threads
 
     require(cfg, "model", "test_file")
     setup_threads()
+    state = dist_state()
     examples = load_examples(cfg.test_file, data_format=cfg.data_format, columns=cfg.columns,
                              task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
                              max_examples=cfg.max_examples)
     tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
-    model = load_model(cfg.model, dtype=cfg.dtype, device=default_device())
+    model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
     rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
-    import torch
-
-    torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    summary, records = evaluate(model, tokenizer, examples, EvalSettings.from_config(cfg), rerank_fn)
+    summary, records = evaluate_sharded(model, tokenizer, examples, EvalSettings.from_config(cfg),
+                                        rerank_fn, seed=cfg.seed)
     summary["k"] = cfg.k
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
-    write_eval(Path(cfg.out), summary, records, to_dict(cfg))
+    if state.is_main_process:
+        write_eval(Path(cfg.out), summary, records, to_dict(cfg))
+    state.wait_for_everyone()
     return summary
 
 
 def main(args) -> int:
+    from reft.training.common import dist_state
+
     cfg = config_from_args(EvalConfig, args)
     summary = run_eval(cfg)
+    if not dist_state().is_main_process:
+        return 0
     shown = {k: v for k, v in summary.items() if k != "settings"}
     print(json.dumps(shown))
     print(f"wrote {Path(cfg.out) / 'eval.json'} and predictions.jsonl")

@@ -2,7 +2,10 @@
 
 The output is written one question per line, a chunk of questions at a time and flushed;
 rerunning the same command skips the questions already written (a torn last line from
-a killed run is dropped), so nothing finished is redone or lost.
+a killed run is dropped), so nothing finished is redone or lost. A question's samples are
+seeded by (seed, question id), so a resumed run, or one with N processes (each samples
+its share of every chunk, the main process writes), writes what one uninterrupted
+process would.
 """
 
 from __future__ import annotations
@@ -41,15 +44,19 @@ def finished_ids(path: Path) -> set[str]:
     return done
 
 
-def sample_records(model, tokenizer, examples: list[Example], cfg, k: int) -> list[dict]:
-    """One record per question: k completions with extracted answers and correctness."""
+def sample_records(model, tokenizer, examples: list[Example], cfg, k: int,
+                   seeds: list[int] | None = None) -> list[dict]:
+    """One record per question: k completions with extracted answers and correctness.
+
+    ``seeds``: one per question (see ``generate``), else the global torch RNG."""
     from reft.data.prompts import build_prompt
     from reft.eval.runner import EvalSettings, judge_texts
     from reft.rollout.sampler import generate
 
     prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in examples]
     gens = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature, batch_size=cfg.batch_size, num_samples=k)
+                    temperature=cfg.temperature, batch_size=cfg.batch_size, num_samples=k,
+                    seeds=seeds)
     judged = judge_texts(gens.texts, examples, EvalSettings.from_config(cfg), repeat=k)
     out = []
     for i, e in enumerate(examples):
@@ -63,15 +70,17 @@ def sample_records(model, tokenizer, examples: list[Example], cfg, k: int) -> li
 
 
 def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=None, tokenizer=None) -> Path:
-    import torch
+    """Sample to ``cfg.out``; call it on every process of a multi-process run."""
     from tqdm.auto import tqdm
 
-    from reft.training.common import require, setup_threads
+    from reft.rollout.sampler import question_seed
+    from reft.training.common import dist_state, require, setup_threads
 
     require(cfg, "model", *(() if examples is not None else ("data_file",)))
     if cfg.k < 1:
         raise UserError("--k must be at least 1")
     setup_threads()
+    state = dist_state()
     if examples is None:
         from reft.data import load_examples
 
@@ -80,36 +89,61 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
                                  max_examples=cfg.max_examples)
     if model is None:
         from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
-        from reft.training.common import default_device
 
         tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
-        model = load_model(cfg.model, dtype=cfg.dtype, device=default_device())
+        model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = finished_ids(out)
-    chunk = max(1, cfg.batch_size // cfg.k)
-    with out.open("a") as f, tqdm(total=len(examples), initial=len(done & {e.id for e in examples}),
-                                  desc="sample", dynamic_ncols=True) as bar:
-        for c, start in enumerate(range(0, len(examples), chunk)):
-            part = examples[start : start + chunk]
-            todo = [e for e in part if e.id not in done]
-            if not todo:
-                continue
-            # chunks are fixed slices, each seeded by its index and sampled whole (even when a
-            # killed run wrote some of it): a resumed run samples the same completions an
-            # uninterrupted one would, since a batch's draws depend on all of its rows
-            torch.manual_seed(cfg.seed * 1_000_003 + c)
-            for rec in sample_records(model, tokenizer, part, cfg, cfg.k):
-                if rec["id"] not in done:
-                    f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(todo))
+    done = _finished_ids_on_main(out, state)
+    todo = [e for e in examples if e.id not in done]
+    world, rank = state.num_processes, state.process_index
+    chunk = max(1, cfg.batch_size // cfg.k) * world  # questions per write, all processes together
+    with (out.open("a") if state.is_main_process else open(os.devnull, "w")) as f, \
+            tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sample",
+                 dynamic_ncols=True, disable=not state.is_main_process) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            mine = part[rank::world]
+            recs = sample_records(model, tokenizer, mine, cfg, cfg.k,
+                                  seeds=[question_seed(cfg.seed, e.id) for e in mine]) if mine else []
+            if world > 1:
+                from accelerate.utils import gather_object
+
+                # gathered in rank order: put them back in question order
+                ranked = gather_object([(start + rank + world * i, r) for i, r in enumerate(recs)])
+                recs = [r for _, r in sorted(ranked, key=lambda x: x[0])]
+            if state.is_main_process:
+                f.write("".join(json.dumps(rec) + "\n" for rec in recs))
+                f.flush()
+                os.fsync(f.fileno())
+            bar.update(len(part))
+    state.wait_for_everyone()
     return out
 
 
+def _finished_ids_on_main(out: Path, state) -> set[str]:
+    """``finished_ids`` run by the main process only (it may cut the file), sent to all; its
+    error too, so no process is left waiting for the others."""
+    found: list = [None, None]
+    if state.is_main_process:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            found[0] = finished_ids(out)
+        except UserError as e:
+            found[1] = str(e)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(found)
+    if found[1] is not None:
+        raise UserError(found[1])
+    return found[0]
+
+
 def main(args) -> int:
+    from reft.training.common import dist_state
+
     cfg = config_from_args(SampleConfig, args)
     out = run_sample(cfg)
-    print(f"wrote {out}")
+    if dist_state().is_main_process:
+        print(f"wrote {out}")
     return 0

@@ -33,7 +33,13 @@ def require(cfg: Any, *names: str) -> None:
 
 
 def make_accelerator(cfg: Any, grad_accum: int = 1):
-    """An Accelerator for this machine: bf16 on a capable GPU when mixed_precision=auto."""
+    """An Accelerator for this machine: bf16 on a capable GPU when mixed_precision=auto.
+
+    Without a GPU, Accelerate is asked for CPU explicitly: only then do processes started
+    by ``accelerate launch --multi_gpu``/``torchrun`` join one gloo process group (else
+    each would train alone). Schedulers step once per optimizer step: reft counts steps
+    globally, where Accelerate would step them once per process.
+    """
     from accelerate import Accelerator
 
     mp = cfg.mixed_precision
@@ -41,7 +47,49 @@ def make_accelerator(cfg: Any, grad_accum: int = 1):
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     if mp != "no" and not torch.cuda.is_available():
         raise UserError(f"--mixed-precision {mp} needs a GPU; use --mixed-precision no on CPU")
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum)
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum,
+                       cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+
+
+def dist_state():
+    """Accelerate's ``PartialState`` (rank, world size, device) for commands that do not
+    train (eval, sample); on a machine without a GPU the processes use gloo on CPU."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def zero_stage(accelerator) -> int | None:
+    """The DeepSpeed ZeRO stage of this run, None without DeepSpeed."""
+    plugin = accelerator.state.deepspeed_plugin
+    return None if plugin is None else plugin.zero_stage
+
+
+def shards_params(accelerator) -> bool:
+    """True under DeepSpeed ZeRO-3 or FSDP: no process holds the whole model, so forward
+    passes and state dicts are collective (every process must take part)."""
+    from accelerate.utils import DistributedType
+
+    return zero_stage(accelerator) == 3 or accelerator.distributed_type == DistributedType.FSDP
+
+
+def prepare_engine(accelerator, cfg: Any, micro_batch: int, backward_passes: int = 1) -> None:
+    """What DeepSpeed needs before ``accelerator.prepare`` when no DataLoader is prepared.
+
+    DeepSpeed's engine takes an optimizer step inside every ``backward`` (its own gradient
+    accumulation aside), so a loop that sums several backward passes into one step cannot
+    run under it; LoRA's merge needs the whole weights in one process.
+    """
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        if backward_passes > 1:
+            raise UserError(f"DeepSpeed steps the optimizer in every backward pass: this run needs "
+                            f"{backward_passes} per step (use --grad-accum 1 and a larger --batch-size)")
+        if plugin.is_auto("train_micro_batch_size_per_gpu"):
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
+    if shards_params(accelerator) and getattr(cfg, "lora_r", 0) > 0:
+        raise UserError("LoRA with sharded parameters (ZeRO-3/FSDP) is not supported: the frozen "
+                        "base fits on each GPU, use DDP or DeepSpeed ZeRO-2")
 
 
 def default_device() -> str:
@@ -50,9 +98,13 @@ def default_device() -> str:
 
 
 def setup_threads() -> None:
-    """Use every core for intra-op work on CPU (torch defaults can under-use small machines)."""
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use the cores for intra-op work on CPU (torch defaults can under-use small machines):
+    OMP_NUM_THREADS when set (torchrun sets it), else the cores shared among the
+    processes on this machine."""
+    if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(local, 1)))
 
 
 def atomic_dir(final: Path) -> Path:
@@ -177,22 +229,28 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def save_checkpoint(accelerator, run_dir: Path, name: str, state: TrainerState, save_model) -> Path:
     """Write ``checkpoints/<name>`` atomically: Accelerate state + HF model dir + trainer state.
 
-    ``save_model(dir)`` writes the HF model directory (main process only).
+    ``save_model(dir)`` is called on every process (gathering sharded weights is
+    collective) and writes the HF model directory from the main process only.
     """
     final = run_dir / "checkpoints" / name
+    tmp_path = _shared_tmp(accelerator, final)
+    accelerator.save_state(str(tmp_path))
+    save_model(tmp_path / "model")
+    if accelerator.is_main_process:
+        write_json_atomic(tmp_path / "trainer_state.json", state.to_json())
+        commit_dir(tmp_path, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _shared_tmp(accelerator, final: Path) -> Path:
+    """A temporary directory beside ``final``, made by the main process, its name sent to all."""
     shared = [str(atomic_dir(final)) if accelerator.is_main_process else None]
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         broadcast_object_list(shared)
-    tmp_path = shared[0]
-    accelerator.save_state(tmp_path)
-    if accelerator.is_main_process:
-        save_model(Path(tmp_path) / "model")
-        write_json_atomic(Path(tmp_path) / "trainer_state.json", state.to_json())
-        commit_dir(Path(tmp_path), final)
-    accelerator.wait_for_everyone()
-    return final
+    return Path(shared[0])
 
 
 def load_checkpoint(accelerator, ckpt: Path) -> TrainerState:
@@ -201,13 +259,32 @@ def load_checkpoint(accelerator, ckpt: Path) -> TrainerState:
 
 
 def save_final(accelerator, run_dir: Path, save_model) -> Path:
+    """Write ``final/`` atomically; ``save_model`` as in ``save_checkpoint``."""
     final = run_dir / "final"
+    tmp = _shared_tmp(accelerator, final)
+    save_model(tmp)
     if accelerator.is_main_process:
-        tmp = atomic_dir(final)
-        save_model(tmp)
         commit_dir(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def full_state_dict(accelerator, prepared, module) -> dict | None:
+    """``module``'s whole weights when parameters are sharded (collective: call on every
+    process; the main process gets them), else None (the module holds them itself).
+
+    ``prepared`` is the model given to ``accelerator.prepare``; ``module`` is it or one of
+    its submodules, whose keys are returned without the submodule's prefix.
+    """
+    if not shards_params(accelerator):
+        return None
+    state = accelerator.get_state_dict(prepared)
+    if not accelerator.is_main_process:
+        return {}
+    root = accelerator.unwrap_model(prepared)
+    prefix = next(n for n, m in root.named_modules() if m is module)
+    prefix = f"{prefix}." if prefix else ""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 class Throughput:

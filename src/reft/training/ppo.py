@@ -6,6 +6,11 @@ One RL step (Luong et al. 2024, Sec. 3.2):
   3. per-token reward -beta*(log pi - log pi_ref), the score on the last token
   4. GAE (gamma 1, lambda 0.95), advantages whitened over the global batch
   5. ppo_epochs passes of clipped policy loss + vf_coef * clipped value loss
+
+With N processes each takes its share of every global batch of questions; a question's
+samples are seeded by (seed, step, question index), losses are token means over the global
+mini-batch and whitening is global, so N processes train as one process with the same
+global batch would.
 """
 
 from __future__ import annotations
@@ -29,18 +34,23 @@ from reft.configio import config_from_args
 from reft.data.records import Example
 from reft.errors import TrainingError, UserError
 from reft.rollout.rollout import Rollout, build_rollout, response_logits
+from reft.rollout.sampler import question_seed
 from reft.training.common import (
     MetricsLogger,
     TrainerState,
     check_run_dir,
+    full_state_dict,
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
+    prepare_engine,
     prepare_run_dir,
     require,
     save_checkpoint,
     save_final,
     setup_threads,
+    shards_params,
+    zero_stage,
 )
 from reft.training.sft import epoch_batches, hf_saver, load_policy, resolve_lr
 
@@ -87,8 +97,12 @@ def load_ppo_data(cfg: PPOConfig) -> tuple[list[Example], list[Example]]:
 
 
 @torch.no_grad()
-def make_experience(ac, ref_lm, lm, tokenizer, batch: list[Example], cfg: PPOConfig, acc) -> Rollout:
-    """Steps 1-2 and the forward passes: sample, score, old/ref log-probs and values."""
+def make_experience(ac, ref_lm, lm, tokenizer, batch: list[Example], cfg: PPOConfig, acc,
+                    seeds: list[int] | None = None) -> Rollout:
+    """Steps 1-2 and the forward passes: sample, score, old/ref log-probs and values.
+
+    ``seeds``: one per question (see ``generate``), else the global torch RNG.
+    """
     from reft.data.prompts import build_prompt
     from reft.eval.runner import EvalSettings, judge_texts
     from reft.rollout.sampler import generate
@@ -96,7 +110,7 @@ def make_experience(ac, ref_lm, lm, tokenizer, batch: list[Example], cfg: PPOCon
     prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in batch]
     gens = generate(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, batch_size=cfg.batch_size,
-                    num_samples=cfg.samples_per_question)
+                    num_samples=cfg.samples_per_question, seeds=seeds, all_done=all_done_fn(acc))
     judged = judge_texts(gens.texts, batch, EvalSettings.from_config(cfg),
                          repeat=cfg.samples_per_question, partial=cfg.partial_reward)
     r = build_rollout(gens, tokenizer.pad_token_id, acc.device)
@@ -151,9 +165,13 @@ def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
                 loss = loss + cfg.beta * kloss
                 stats.update(kstats)
             # every process must see a bad loss, or the others would wait in backward for ever
-            if acc.reduce(torch.isfinite(loss.detach()).float(), "sum").item() < acc.num_processes:
+            n_tok = mb.response_mask.sum()
+            flags = acc.reduce(torch.stack([torch.isfinite(loss.detach()).float(), n_tok]), "sum")
+            if flags[0].item() < acc.num_processes:
                 raise TrainingError(f"non-finite loss in the PPO update ({_describe(loss, stats)})")
-            acc.backward(loss)
+            # the losses are token means over this process's mini-batch: weighted by its share
+            # of the global mini-batch's tokens, DDP's gradient average is the global token mean
+            acc.backward(loss * (acc.num_processes * n_tok / flags[1].clamp(min=1)))
             acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -162,7 +180,9 @@ def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    keys = sorted(sums)
+    means = acc.reduce(torch.tensor([sums[k] / max(n, 1) for k in keys], device=acc.device), "mean")
+    return dict(zip(keys, means.tolist(), strict=True))
 
 
 def _describe(loss: torch.Tensor, stats: dict) -> str:
@@ -184,12 +204,25 @@ def rollout_stats(r: Rollout, acc) -> dict[str, float]:
     return {k: acc.reduce(v.detach().float(), "mean").item() for k, v in g.items()}
 
 
-def periodic_eval(lm, tokenizer, test: list[Example], cfg: PPOConfig) -> float:
-    from reft.eval.runner import EvalSettings, evaluate
+def periodic_eval(lm, tokenizer, test: list[Example], cfg: PPOConfig, acc) -> float:
+    """Greedy top-1 on ``test``, the questions shared among the processes."""
+    from reft.eval.runner import EvalSettings, evaluate_sharded
 
     s = EvalSettings.from_config(cfg)
-    summary, _ = evaluate(lm, tokenizer, test, EvalSettings(**{**s.__dict__, "k": 0}), progress=False)
+    summary, _ = evaluate_sharded(lm, tokenizer, test, EvalSettings(**{**s.__dict__, "k": 0}),
+                                  progress=False, all_done=all_done_fn(acc))
     return summary["top1"]
+
+
+def all_done_fn(acc):
+    """For ``generate``: with sharded parameters, whether every process has finished."""
+    if not shards_params(acc):
+        return None
+
+    def all_done(local: bool) -> bool:
+        return acc.reduce(torch.tensor(float(local), device=acc.device), "sum").item() == acc.num_processes
+
+    return all_done
 
 
 def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
@@ -201,12 +234,17 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     check_run_dir(cfg)
     setup_threads()
     acc = make_accelerator(cfg)
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type == DistributedType.FSDP:
+        raise UserError("PPO samples with the policy outside its FSDP wrapper, which FSDP does not "
+                        "allow; use DeepSpeed ZeRO-2/3 (configs/accelerate/deepspeed_zero*.yaml)")
+    prepare_engine(acc, cfg, cfg.mini_batch_size)
     torch.manual_seed(cfg.seed)  # before the models: LoRA and value-head weights are drawn from it
     if train is None:
         train, test = load_ppo_data(cfg)
     test = test or []
     lm, tokenizer = load_policy(cfg, acc)
-    ref_lm = _reference(cfg, lm, acc)
     ac = ActorCritic(lm, cfg.critic, value_free=cfg.estimator != "gae").to(acc.device)
     # the run directory is made only once the data and models have loaded
     run_dir = prepare_run_dir(cfg, acc)
@@ -214,6 +252,7 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     opt = torch.optim.AdamW([p for p in ac.parameters() if p.requires_grad], lr=lr,
                             weight_decay=cfg.weight_decay)
     ac, opt = acc.prepare(ac, opt)
+    ref_lm = _reference(cfg, lm, acc)  # after prepare: ZeRO-3 takes the engine's filled-in config
     world, rank = acc.num_processes, acc.process_index
     per_epoch = math.ceil(len(train) / (cfg.rollout_batch_size * world))
     total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
@@ -221,9 +260,9 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     if ckpt is not None:
         state = load_checkpoint(acc, ckpt)
     log = MetricsLogger(run_dir, acc.is_main_process, state.step if ckpt else None)
-    saver = hf_saver(acc, lm, tokenizer)
+    saver = hf_saver(acc, lm, tokenizer, prepared=ac)
     if test and state.step == 0:
-        log.log(0, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg)})
+        log.log(0, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg, acc)})
     bar = tqdm(total=total, initial=state.step, desc="ppo", disable=not acc.is_main_process,
                dynamic_ncols=True)
     while state.step < total:
@@ -231,9 +270,10 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
         for gb in batches[state.batch_in_epoch :]:
             if state.step >= total:
                 break
-            mine = [train[j] for j in shard(gb, rank, world, cfg.rollout_batch_size)]
+            idx = shard(gb, rank, world, cfg.rollout_batch_size)
+            seeds = [question_seed(cfg.seed, state.step, j) for j in idx]
             t0 = time.perf_counter()
-            r = make_experience(ac, ref_lm, lm, tokenizer, mine, cfg, acc)
+            r = make_experience(ac, ref_lm, lm, tokenizer, [train[j] for j in idx], cfg, acc, seeds)
             metrics = compute_advantages(r, cfg, acc)
             t1 = time.perf_counter()
             try:
@@ -248,7 +288,7 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
             state.step += 1
             state.batch_in_epoch += 1
             if test and cfg.eval_every and state.step % cfg.eval_every == 0:
-                metrics["eval/top1"] = periodic_eval(lm, tokenizer, test, cfg)
+                metrics["eval/top1"] = periodic_eval(lm, tokenizer, test, cfg, acc)
             if state.step % cfg.log_every == 0 or state.step == total or "eval/top1" in metrics:
                 log.log(state.step, metrics, epoch=state.epoch + 1)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['policy/kl']:.3f}")
@@ -259,7 +299,7 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
     bar.close()
     if test and not (cfg.eval_every and total % cfg.eval_every == 0):
-        log.log(state.step, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg)})
+        log.log(state.step, {"eval/top1": periodic_eval(lm, tokenizer, test, cfg, acc)})
     save_checkpoint(acc, run_dir, f"step-{state.step}", state, saver)
     log.close()
     return save_final(acc, run_dir, _final_saver(acc, ac, lm, tokenizer))
@@ -275,14 +315,35 @@ def shard(gb: list[int], rank: int, world: int, n: int) -> list[int]:
 
 
 def _reference(cfg: PPOConfig, lm, acc):
-    """The frozen warm-up model. With LoRA it is the same network with adapters disabled."""
+    """The frozen warm-up model. With LoRA it is the same network with adapters disabled;
+    under ZeRO-3 it is sharded like the policy."""
     if cfg.lora_r > 0:
         return _AdaptersOff(lm)
     from reft.models.loading import load_model
 
-    ref = load_model(cfg.model, dtype=cfg.dtype, device=acc.device).eval()
+    # under ZeRO-3 Accelerate has from_pretrained load straight into shards (zero.Init)
+    ref = load_model(cfg.model, dtype=cfg.dtype, device=None if zero_stage(acc) == 3 else acc.device)
     ref.requires_grad_(False)
-    return ref
+    return _zero3_inference(ref, acc).eval()
+
+
+def _zero3_inference(model, acc):
+    """Under DeepSpeed ZeRO-3, ``model`` as an inference-only ZeRO-3 engine (no optimizer):
+    its parameters stay sharded and each layer's are gathered as it runs, as TRL's
+    ``prepare_deepspeed`` does for its reference model. Otherwise ``model`` unchanged."""
+    if zero_stage(acc) != 3:
+        return model
+    import deepspeed
+
+    ds = copy.deepcopy(acc.state.deepspeed_plugin.deepspeed_config)
+    for key in ("optimizer", "scheduler"):
+        ds.pop(key, None)
+    hidden = model.config.hidden_size
+    ds["zero_optimization"].update(reduce_bucket_size=hidden * hidden,
+                                   stage3_param_persistence_threshold=10 * hidden,
+                                   stage3_prefetch_bucket_size=int(0.9 * hidden * hidden))
+    engine, *_ = deepspeed.initialize(model=model, config=ds)
+    return engine
 
 
 class _AdaptersOff:
@@ -310,7 +371,7 @@ def _final_saver(acc, ac, lm, tokenizer):
     """The merged policy as a plain HF directory, with the shared value head beside its
     weights as ``value_head.safetensors`` (the layout ``PolicyWithValueHead.from_pretrained``
     reads; ``AutoModelForCausalLM`` ignores the extra file)."""
-    save_policy = hf_saver(acc, lm, tokenizer, merge=True)
+    save_policy = hf_saver(acc, lm, tokenizer, merge=True, prepared=ac)
 
     def save(path: Path) -> None:
         save_policy(path)
@@ -320,7 +381,10 @@ def _final_saver(acc, ac, lm, tokenizer):
 
             from reft.models.value_head import VALUE_HEAD_FILE
 
-            state = body.value_head.state_dict()
+            state = full_state_dict(acc, ac, body.value_head)  # every process: may be collective
+            if not acc.is_main_process:
+                return
+            state = state if state is not None else body.value_head.state_dict()
             save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
                       str(Path(path) / VALUE_HEAD_FILE))
 
@@ -328,7 +392,10 @@ def _final_saver(acc, ac, lm, tokenizer):
 
 
 def main(args) -> int:
+    from reft.training.common import dist_state
+
     cfg = config_from_args(PPOConfig, args)
     final = train_ppo(cfg)
-    print(f"PPO finished: {final}")
+    if dist_state().is_main_process:
+        print(f"PPO finished: {final}")
     return 0

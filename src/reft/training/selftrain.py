@@ -260,5 +260,6 @@ def run_selftrain(cfg: SelfTrainConfig, examples: list[Example] | None = None) -
 def main(args) -> int:
     cfg = config_from_args(SelfTrainConfig, args)
     final = run_selftrain(cfg)
-    print(f"self-training ({cfg.mode}) finished: {final}")
+    if dist_state().is_main_process:
+        print(f"self-training ({cfg.mode}) finished: {final}")
     return 0

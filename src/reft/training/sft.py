@@ -25,6 +25,7 @@ from reft.training.common import (
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
+    prepare_engine,
     prepare_run_dir,
     require,
     save_checkpoint,
@@ -121,18 +122,28 @@ def load_policy(cfg, accelerator):
     return model, tokenizer
 
 
-def hf_saver(accelerator, model, tokenizer, merge: bool = False):
-    """A function that writes the model as a plain HF directory (LoRA merged when asked)."""
+def hf_saver(accelerator, model, tokenizer, merge: bool = False, prepared=None):
+    """A function that writes the model as a plain HF directory (LoRA merged when asked).
+
+    Call it on every process: with sharded parameters (ZeRO-3/FSDP) the weights are
+    gathered from ``prepared`` (the prepared model holding ``model``, default ``model``)
+    first; the main process writes.
+    """
 
     def save(path: Path) -> None:
+        from reft.training.common import full_state_dict
+
         m = accelerator.unwrap_model(model)
+        state = full_state_dict(accelerator, prepared if prepared is not None else model, m)
+        if not accelerator.is_main_process:
+            return
         if merge and hasattr(m, "merge_and_unload"):
             m = m.merge_and_unload()
         elif hasattr(m, "peft_config") and not merge:
             m.save_pretrained(path)  # adapter only, for checkpoints
             tokenizer.save_pretrained(path)
             return
-        m.save_pretrained(path, safe_serialization=True)
+        m.save_pretrained(path, safe_serialization=True, state_dict=state)
         tokenizer.save_pretrained(path)
 
     return save
@@ -166,6 +177,7 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    prepare_engine(accelerator, cfg, cfg.batch_size, backward_passes=cfg.grad_accum)
     model, opt, sched = accelerator.prepare(model, opt, sched)
     state = TrainerState()
     ckpt = last_checkpoint(run_dir) if cfg.resume else None
@@ -216,7 +228,10 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
 
 
 def main(args) -> int:
+    from reft.training.common import dist_state
+
     cfg = config_from_args(SFTConfig, args)
     final = train_sft(cfg)
-    print(f"SFT finished: {final}")
+    if dist_state().is_main_process:
+        print(f"SFT finished: {final}")
     return 0

@@ -1,0 +1,18 @@
+"""Run several ``reft`` commands one after another in this interpreter; the test launcher
+for multi-process runs (``accelerate launch ... run_commands.py JSON``), so that the
+processes start (and import torch) once for many commands.
+
+JSON: a list of argument lists, e.g. ``[["ppo", "--model", "m", ...], ["eval", ...]]``.
+Exits with the first non-zero status.
+"""
+
+import json
+import sys
+
+from reft.cli import main
+
+if __name__ == "__main__":
+    for argv in json.loads(sys.argv[1]):
+        rc = main(argv)
+        if rc:
+            sys.exit(rc)
