@@ -1,14 +1,15 @@
-"""The process that runs one program: forked by its slot's zygote, it finishes locking itself
-down, says it is ready, waits for its program, runs it, replies, and ``_exit``s.
+"""The process that runs one program: forked by its slot's zygote while the previous program
+still runs, it waits (keeping the zygote's uid, so that program cannot reach it), takes the
+slot's uid when its program arrives, runs it, replies, and ``_exit``s.
 
 Everything that is the same for every program (working directory, memory and file limits,
 Landlock, seccomp, empty environment, stdio on /dev/null) is already in place: it was done once
 by the zygote and is inherited. What is done here is kept to plain system calls: every page
-this process writes is a copy-on-write fault, and those are most of what a program costs. What is left is per program: a session of its own (so the
-zygote can kill the whole group; with the kernel's autogroups a fork bomb also gets one CPU
-share, not one per process), the process limit and the slot's uid (as root), then, under that
-uid, ``kill(-1)``: every process the previous program of this slot left behind dies before this
-one is ready. If any step fails the program is never run.
+this process writes is a copy-on-write fault, and those are most of what a program costs.
+Per program: a session of its own (so the zygote can kill the whole group; with the kernel's
+autogroups a fork bomb also gets one CPU share, not one per process); as root the process
+limit, then the slot's uid and, under it, ``kill(-1)``: every process the previous program of
+this slot left behind dies before this one starts. If any step fails the program is not run.
 
 The program can rewrite any module, so the few functions needed to finish (``os._exit``,
 ``os.write``) are bound at import time; whatever the child replies is checked again by the
@@ -46,17 +47,20 @@ class ChildConfig:
 
 
 def run(cfg: ChildConfig, program_fd: int, reply_fd: int, ready_fd: int) -> None:
-    """Never returns: the child always ends in ``os._exit``."""
+    """Never returns: the child always ends in ``os._exit``. On ``ready_fd`` it says ``r`` when
+    it waits for its program and ``s`` when it has taken the slot's uid, swept, and starts."""
     code = 71
     try:
         try:
-            _finish_lockdown(cfg, {program_fd, reply_fd, ready_fd, *cfg.keep})
-            _write(ready_fd, b"k")
+            _prepare(cfg, {program_fd, reply_fd, ready_fd, *cfg.keep})
+            _write(ready_fd, b"r")
+            timeout_s, source = _receive(program_fd)
+            _take_slot(cfg)
+            _write(ready_fd, b"s")
             os.close(ready_fd)
         except BaseException:
             code = 72
             return
-        timeout_s, source = _receive(program_fd)
         cpu = math.ceil(timeout_s) + 1  # SIGXCPU backs up the wall-clock deadline
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         result = _execute(source)
@@ -67,23 +71,15 @@ def run(cfg: ChildConfig, program_fd: int, reply_fd: int, ready_fd: int) -> None
         _exit(code)
 
 
-def _finish_lockdown(cfg: ChildConfig, keep: set[int]) -> None:
+def _prepare(cfg: ChildConfig, keep: set[int]) -> None:
+    """While the previous program of the slot still runs: nothing here can be reached by it
+    (as root we keep the zygote's uid until the program arrives)."""
     os.setsid()
     if cfg.scope_fd is not None:
         keep.add(cfg.scope_fd)
     close_all_but(keep)
-    if cfg.uid is not None:
-        if cfg.max_processes:
-            resource.setrlimit(resource.RLIMIT_NPROC, (cfg.max_processes,) * 2)
-        os.setgroups([])
-        os.setresgid(cfg.uid, cfg.uid, cfg.uid)
-        os.setresuid(cfg.uid, cfg.uid, cfg.uid)
-        if os.getresuid() != (cfg.uid,) * 3:
-            raise OSError("uid")
-        try:  # leftovers of the previous program under this uid: double forks, setsid escapes
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if cfg.uid is not None and cfg.max_processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg.max_processes,) * 2)
     if cfg.scope_fd is not None:
         if not landlock.restrict_self(cfg.scope_fd):
             raise OSError("landlock scope")
@@ -93,6 +89,22 @@ def _finish_lockdown(cfg: ChildConfig, keep: set[int]) -> None:
     # Signal dispositions are Python's defaults already: nothing upstream changes them.
     if os.getppid() != cfg.zygote_pid:
         raise OSError("parent")
+
+
+def _take_slot(cfg: ChildConfig) -> None:
+    """As root: the slot's uid and gid, then kill every other process of that uid (what the
+    previous program left: double forks, setsid escapes; ``kill(-1)`` is atomic against fork)."""
+    if cfg.uid is None:
+        return
+    os.setgroups([])
+    os.setresgid(cfg.uid, cfg.uid, cfg.uid)
+    os.setresuid(cfg.uid, cfg.uid, cfg.uid)
+    if os.getresuid() != (cfg.uid,) * 3:
+        raise OSError("uid")
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _receive(fd: int) -> tuple[float, str]:

@@ -317,7 +317,12 @@ class Executor:
                 self.dying.discard(pid)
 
     def _settle(self, limit_s: float = 2.0) -> None:
-        """Before saying "done": every orphan killed and reaped (their deaths take a moment)."""
+        """Before saying "done": what the batch's last programs left is killed (the waiting
+        children keep the zygotes' uid, so a sweep of the slot uids spares them) and every
+        orphan is reaped (their deaths take a moment)."""
+        if self.sweeper:
+            for uid in self.uids:
+                self.sweeper.sweep(uid)
         end = time.monotonic() + limit_s
         ours = {slot.pid for slot in self.slots} | {self.sweeper and self.sweeper.pid}
         while time.monotonic() < end:

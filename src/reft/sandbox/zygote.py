@@ -12,10 +12,14 @@ directory, no exec, no TCP, no signals beyond the sandbox), not dumpable (its me
 reach of /proc), an empty environment, the seccomp filter. As root it keeps its uid, so that
 its children can take the slot's uid after forking, and cannot signal it then.
 
+The child for the next program is forked while the current one runs (off the critical path);
+it waits under the zygote's uid, out of the running program's reach, and when its program comes
+it takes the slot's uid and kills whatever the previous program left (see child.py). What the
+last program of a batch leaves, the executor sweeps before it says the batch is done.
+
 Protocol: the executor writes ``timeout length\\n`` + source on the control pipe; the zygote
-answers ``timed_out status length\\n`` + the child's reply (at most 4 KiB) on the events pipe,
-after the slot's next child is ready, and so after that child has killed whatever the program
-left running (see child.py). The executor makes the result of it (``isolation.outcome``).
+answers ``timed_out status length\\n`` + the child's reply (at most 4 KiB) on the events pipe.
+The executor makes the result of it (``isolation.outcome``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import resource
 import select
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 from reft.sandbox import _libc, child, landlock, seccomp
@@ -40,7 +45,8 @@ from reft.sandbox.results import MAX_REPLY
 _exit = os._exit
 _MiB = 1 << 20
 _PR_SET_DUMPABLE = 4
-_SPAWN_TRIES = 20  # children killed before they were ready (by a leftover): give up after this
+_TRIES = 20  # children killed before they started (by a leftover): give up after this
+_READY_S = 5.0  # a child that does not say "ready" or "started" by then is replaced
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,10 @@ class SlotConfig:
 
 
 class _Spare:
-    """A child that is ready and waits for its program."""
+    """A child that waits for its program."""
 
-    def __init__(self, pid: int, program: int, reply: int):
-        self.pid, self.program, self.reply = pid, program, reply
+    def __init__(self, pid: int, program: int, reply: int, ready: int):
+        self.pid, self.program, self.reply, self.ready = pid, program, reply, ready
         self.pidfd = os.pidfd_open(pid)
 
 
@@ -129,13 +135,12 @@ class _Zygote:
             if message is None:
                 _discard(spare)
                 return 0
-            report = self._run(spare, message)
-            try:
-                if not workdir_is_clean(".", self.slot.uid):
-                    reset_workdir(os.getcwd(), self.slot.uid)
-                spare = self._spawn()
-            finally:  # if we cannot go on, the executor still learns how this program ended
-                os.write(self.events, report)
+            running, deadline = self._start(spare, message)
+            spare = self._spawn()  # the next program's child, forked while this one runs
+            report = self._finish(running, deadline)
+            if not workdir_is_clean(".", self.slot.uid):
+                reset_workdir(os.getcwd(), self.slot.uid)
+            os.write(self.events, report)
 
     def _next_program(self) -> bytes | None:
         """One ``timeout length\\n source`` message from the executor; None at EOF."""
@@ -156,7 +161,7 @@ class _Zygote:
         return bool(data)
 
     def _spawn(self) -> _Spare:
-        for _ in range(_SPAWN_TRIES):
+        for _ in range(_TRIES):
             program_r, program_w = os.pipe()
             reply_r, reply_w = os.pipe()
             ready_r, ready_w = os.pipe()
@@ -168,43 +173,58 @@ class _Zygote:
                     _exit(70)
             for fd in (program_r, reply_w, ready_w):
                 os.close(fd)
-            ready = os.read(ready_r, 1)
-            os.close(ready_r)
-            if ready == b"k":
+            spare = _Spare(pid, program_w, reply_r, ready_r)
+            if _says(spare, b"r"):
                 os.set_blocking(reply_r, False)
-                return _Spare(pid, program_w, reply_r)
-            kill_group(pid)
-            os.waitpid(pid, 0)
-            os.close(program_w)
-            os.close(reply_r)
+                return spare
+            _discard(spare)
         raise OSError("no child would start")
 
-    def _run(self, spare: _Spare, message: bytes) -> bytes:
-        """Hand the program over, wait for the child to end (or kill it at the deadline);
-        the report for the executor: ``timed_out status length\\n`` and the child's reply."""
-        timeout_s = float(message.split(b" ", 1)[0])
-        if fits(spare.program, len(message)):
-            try:
-                os.write(spare.program, message)
-            except BrokenPipeError:
-                pass
-        os.close(spare.program)
-        timed_out = not select.select([spare.pidfd], [], [], timeout_s)[0]
+    def _start(self, spare: _Spare, message: bytes) -> tuple[_Spare, float]:
+        """Hand the program over; the child takes the slot's uid, sweeps, and says it starts.
+        One that dies first (a leftover of the previous program got it) is replaced."""
+        for _ in range(_TRIES):
+            if fits(spare.program, len(message)):
+                try:
+                    os.write(spare.program, message)
+                except BrokenPipeError:
+                    pass
+            if _says(spare, b"s"):
+                timeout_s = float(message.split(b" ", 1)[0])
+                return spare, time.monotonic() + timeout_s
+            _discard(spare)
+            spare = self._spawn()
+        raise OSError("no child would start")
+
+    def _finish(self, spare: _Spare, deadline: float) -> bytes:
+        """Wait for the child to end (or kill it at the deadline); the report for the
+        executor: ``timed_out status length\\n`` and the child's reply."""
+        timed_out = not select.select([spare.pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]
         if timed_out:
             kill_group(spare.pid)
             select.select([spare.pidfd], [], [])
-        _, status = _discard(spare)
         try:
             reply = os.read(spare.reply, MAX_REPLY + 1)
         except BlockingIOError:
             reply = b""
-        os.close(spare.reply)
+        _, status = _discard(spare)
         return b"%d %d %d\n" % (timed_out, status, len(reply)) + reply
 
 
+def _says(spare: _Spare, word: bytes) -> bool:
+    """Whether the child writes ``word`` on its ready pipe soon (not: it died, or hangs)."""
+    if not select.select([spare.ready], [], [], _READY_S)[0]:
+        return False
+    return os.read(spare.ready, 1) == word
+
+
 def _discard(spare: _Spare) -> tuple[int, int]:
-    """Kill the child's group (the zombie still holds the group id, so no stranger is hit) and
-    reap it."""
+    """Kill the child's group (the zombie still holds the group id, so no stranger is hit),
+    reap it, close its pipes."""
     kill_group(spare.pid)
-    os.close(spare.pidfd)
+    for fd in (spare.pidfd, spare.program, spare.reply, spare.ready):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     return os.waitpid(spare.pid, 0)
