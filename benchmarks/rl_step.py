@@ -224,12 +224,12 @@ def main() -> int:
     rows, phases = [], []
     for name, c in pooled.items():
         t = common.median(c.steps)
-        rows.append([name, len(c.steps), t, common.spread(c.steps), common.median(c.tokens) / (q * k),
-                     q * k / t, common.median(c.tokens) / t, q * k / t / trl_rate,
-                     q * k / common.median(c.cpu) / trl_cpu])
+        rows.append([name, len(c.steps), t, common.spread(c.steps), common.median(c.cpu),
+                     common.median(c.tokens) / (q * k), q * k / t, common.median(c.tokens) / t,
+                     q * k / t / trl_rate, q * k / common.median(c.cpu) / trl_cpu])
         for ph in [ph for ph in PHASES if any(ph in d for d in c.phases)]:
             phases.append([name, ph, common.median([d.get(ph, 0.0) for d in c.phases])])
-    header = ["side", "steps timed", "s/step (median)", "range", "mean completion len",
+    header = ["side", "steps timed", "s/step (median)", "range", "CPU s/step", "mean completion len",
               "completions/s", "completion tok/s", "vs TRL", "vs TRL (CPU time)"]
     setting = (f"model `{model_dir.name}`, {q} questions x {k} samples = {q * k} completions/step, "
                f"max completion {args.max_len} tokens, 1 update epoch, beta {BETA}, fp32, "
