@@ -38,18 +38,23 @@ def matmul_flops(n: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
     return 2 * n**3 / best
 
 
-def peak(sizes: tuple[int, ...], quick: bool) -> tuple[list[list[object]], dict[str, float]]:
+def peak(sizes: tuple[int, ...], quick: bool) -> tuple[list[list[object]], dict[tuple[str, int], float]]:
+    """Rows (threads, dtype, n, GFLOP/s) and the best FLOP/s per (dtype, threads)."""
     rows, best = [], {}
-    for dtype in (torch.float32, torch.bfloat16):
-        name = str(dtype).removeprefix("torch.")
-        for n in sizes:
-            try:
-                f = matmul_flops(n, dtype, 0.3 if quick else 1.5)
-            except RuntimeError as e:  # a build without the kernel
-                rows.append([name, n, f"unavailable ({e})"])
-                continue
-            rows.append([name, n, f / 1e9])
-            best[name] = max(best.get(name, 0.0), f)
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.bfloat16):
+            name = str(dtype).removeprefix("torch.")
+            for n in sizes:
+                try:
+                    f = matmul_flops(n, dtype, 0.3 if quick else 1.5)
+                except RuntimeError as e:  # a build without the kernel
+                    rows.append([threads, name, n, f"unavailable ({e})"])
+                    continue
+                rows.append([threads, name, n, f / 1e9])
+                best[name, threads] = max(best.get((name, threads), 0.0), f)
+    torch.set_num_threads(before)
     return rows, best
 
 
@@ -61,8 +66,10 @@ def main() -> int:
     common.setup(args.threads)
     sizes = (256, 512) if args.quick else (128, 256, 512, 1024, 2048)
     rows, best = peak(sizes, args.quick)
-    fp32 = best["float32"]
-    body = common.table(["dtype", "n", "GFLOP/s (best)"], rows)
+    fp32 = best["float32", args.threads]
+    body = common.table(["threads", "dtype", "n", "GFLOP/s (best of runs)"], rows)
+    body += "\n\nPeak (best size): " + ", ".join(
+        f"{dt} {t} thread{'s' if t > 1 else ''}: {f / 1e9:.0f} GFLOP/s" for (dt, t), f in best.items())
 
     model_dir = common.init_dir()
     model, _ = common.load(model_dir)
@@ -70,9 +77,9 @@ def main() -> int:
     del model
     mfu = []
     n_ex = sft.BATCH * (5 if args.quick else 20)
-    b = sft.run_reft(model_dir, common.questions(n_ex))
-    tps = b.rate()[0]
-    mfu.append(["reft sft step", "6N", tps, 6 * n * tps / 1e9, 6 * n * tps / fp32])
+    for name, run in (("reft sft step", sft.run_reft), ("TRL SFTTrainer step", sft.run_trl)):
+        tps = run(model_dir, common.questions(n_ex)).rate()[0]
+        mfu.append([name, "6N", tps, 6 * n * tps / 1e9, 6 * n * tps / fp32])
 
     q, k, max_len, steps = (2, 2, 16, 2) if args.quick else (8, 4, 128, 4)
     warm = common.warm_dir()
@@ -90,9 +97,12 @@ def main() -> int:
     step_flops = 2 * n * gen_tok + 4 * n * seq_tok + 6 * n * seq_tok
     mfu.append(["reft ppo whole step (grpo)", "2N gen + 10N seq", seq_tok / step_s,
                 step_flops / step_s / 1e9, step_flops / step_s / fp32])
+    bf16 = best.get(("bfloat16", args.threads))
+    mfu = [r + [r[3] * 1e9 / bf16 if bf16 else "-"] for r in mfu]
     body += (f"\n\nN = {n / 1e6:.2f}M matmul parameters (model `{model_dir.name}`); MFU against the "
-             f"best fp32 matmul, {fp32 / 1e9:.0f} GFLOP/s.\n\n"
-             + common.table(["work", "FLOPs/token", "tokens/s", "GFLOP/s", "MFU (fp32)"], mfu))
+             f"best fp32 matmul at {args.threads} thread(s), {fp32 / 1e9:.0f} GFLOP/s.\n\n"
+             + common.table(["work", "FLOPs/token", "tokens/s", "GFLOP/s", "MFU (fp32 peak)",
+                                "vs bf16 peak"], mfu))
     common.report("Hardware ceiling and MFU", body)
     return 0
 
