@@ -114,7 +114,7 @@ def main() -> int:
     res = common.interleave({"TRL SFTTrainer": lambda: run_trl(model_dir, examples),
                              "reft sft": lambda: run_reft(model_dir, examples)},
                             repeats=repeats, warmup=0)
-    rates = {k: [b.rate() for _, b in v] for k, v in res.items()}
+    rates = {k: [b.rate() for _, _, b in v] for k, v in res.items()}
     trl = common.median([r[0] for r in rates["TRL SFTTrainer"]])
     trl_cpu = common.median([r[1] for r in rates["TRL SFTTrainer"]])
     rows = []
