@@ -27,8 +27,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "bench"
-THREADS = 2
-"""Intra-op threads on both sides: the benchmark machine has 2 cores."""
+THREADS = int(os.environ.get("OMP_NUM_THREADS") or 2)
+"""Intra-op threads on both sides: OMP_NUM_THREADS when set (as reft's own ``setup_threads``),
+else 2, the benchmark machine's cores."""
 
 
 _threads = THREADS

@@ -26,7 +26,7 @@ SAMPLES = 4
 def grid(quick: bool) -> list[tuple[str, int, int]]:
     """(axis, questions per step, max completion length)."""
     if quick:
-        return [("length", 2, 8), ("length", 2, 16), ("batch", 4, 16)]
+        return [("length", 2, 8), ("length", 2, 16), ("batch", 4, 16)]  # q=2, 16 tokens: length axis
     return ([("length", 8, n) for n in (64, 128, 256)]
             + [("batch", q, 128) for q in (4, 16)])  # q=8, 128 tokens is in the length axis
 
@@ -52,8 +52,8 @@ def main() -> int:
     for side in sides:
         for axis in ("length", "batch"):
             axis_cells = [c for c in cells if c[0] == axis]
-            if axis == "batch":  # the middle of the batch axis is the 128-token length cell
-                mid = next((c for c in cells if c[0] == "length" and c[2] == 128), None)
+            if axis == "batch":  # the length cell at the batch axis's length completes it
+                mid = next((c for c in cells if c[0] == "length" and c[2] == axis_cells[0][2]), None)
                 axis_cells = sorted(axis_cells + ([mid] if mid else []), key=lambda c: c[1])
             prev = None
             for cell in axis_cells:

@@ -5,10 +5,12 @@ prompt/completion, loss on completion tokens only, batch 16, max length 256, one
 AdamW with linear warm-up/decay, fp32, no gradient checkpointing, no packing, no eval,
 no saving inside the timed window.
 
-A step starts when its batch is collated (both sides wrap their collator), so a step's
-time covers collation, forward, backward, clipping, the optimizer and the per-step
-bookkeeping of each trainer. Tokens are the real (non-pad) tokens each side feeds the
-model; the first ``SKIP`` steps are dropped; the sides alternate.
+A step starts when its batch is collated on reft's side, and at ``on_step_begin`` on TRL's
+(its accelerate dataloader collates one batch ahead, so collation times would be one step
+off), so each step's time covers one collation, forward, backward, clipping, the optimizer
+and the per-step bookkeeping of each trainer. Tokens are the real (non-pad) tokens each
+side feeds the model (both sides wrap their collator); the first ``SKIP`` steps are
+dropped; the sides alternate.
 
     .venv/bin/python benchmarks/sft.py            # 512 examples = 32 steps per run
     .venv/bin/python benchmarks/sft.py --quick
@@ -29,19 +31,24 @@ SKIP = 2
 
 
 class Batches:
-    """When each batch was collated, its real tokens and its padded size."""
+    """When each step started, its batch's real tokens and its padded size."""
 
-    def __init__(self) -> None:
+    def __init__(self, stamp_on_collate: bool = True) -> None:
+        self.stamp_on_collate = stamp_on_collate
         self.times: list[float] = []
         self.cpu: list[float] = []
         self.tokens: list[int] = []
         self.padded: list[int] = []
 
+    def stamp(self) -> None:
+        wall, cpu = common.clocks()
+        self.times.append(wall)
+        self.cpu.append(cpu)
+
     def wrap(self, collate):
         def timed(*a, **kw):
-            wall, cpu = common.clocks()
-            self.times.append(wall)
-            self.cpu.append(cpu)
+            if self.stamp_on_collate:
+                self.stamp()
             out = collate(*a, **kw)
             self.tokens.append(int(out["attention_mask"].sum()))
             self.padded.append(out["attention_mask"].numel())
@@ -79,6 +86,7 @@ def run_reft(model_dir: Path, examples) -> Batches:
 
 def run_trl(model_dir: Path, examples) -> Batches:
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from reft.data.prompts import build_target
@@ -86,7 +94,12 @@ def run_trl(model_dir: Path, examples) -> Batches:
     _, tok = common.load(model_dir)
     ds = Dataset.from_dict({"prompt": common.prompts_of(examples),
                             "completion": [build_target(e, cot="nl") for e in examples]})
-    seen = Batches()
+    seen = Batches(stamp_on_collate=False)
+
+    class StepStart(TrainerCallback):
+        def on_step_begin(self, *_a, **_k):
+            seen.stamp()
+
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(
             output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
@@ -96,7 +109,8 @@ def run_trl(model_dir: Path, examples) -> Batches:
             completion_only_loss=True, save_strategy="no", report_to="none", logging_steps=10**9,
             disable_tqdm=True, seed=0, dataloader_num_workers=0, model_init_kwargs={"dtype": "float32"},
         )
-        trainer = SFTTrainer(model=str(model_dir), args=args, train_dataset=ds, processing_class=tok)
+        trainer = SFTTrainer(model=str(model_dir), args=args, train_dataset=ds, processing_class=tok,
+                             callbacks=[StepStart()])
         trainer.data_collator = seen.wrap(trainer.data_collator)
         trainer.train()
     common.setup()

@@ -221,6 +221,23 @@ def test_easy_level_keeps_numbers_small_and_splits_disjoint():
     assert generate(20, seed=3) == generate(20, seed=3, level="standard")
 
 
+def test_tiny_level_bounds_every_step_and_drops_families_that_cannot_fit():
+    import re
+
+    from reft.data.synthetic import FAMILIES, _fits, generate
+
+    assert [f.name for f in FAMILIES if not _fits(f, "tiny")] == ["travel"]
+    assert all(_fits(f, "easy") and _fits(f, "standard") for f in FAMILIES)
+    train = generate(300, seed=4, split="train", level="tiny")
+    test = generate(100, seed=4, split="test", level="tiny")
+    assert not {e.question for e in train} & {e.question for e in test}
+    for e in train + test:
+        assert 0 < int(e.answer) < 30
+        assert all(int(c) < 30 for c in re.findall(r"= (\d+)", e.cot))
+        assert " km" not in e.question
+    assert generate(50, seed=4, level="tiny") == generate(50, seed=4, level="tiny")
+
+
 def test_unknown_level_is_a_user_error():
     import pytest
 

@@ -13,6 +13,7 @@ number, all of which every phrasing mentions), so train and test never share a p
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import operator
@@ -30,10 +31,12 @@ SPLITS = ("train", "test")
 COT_STYLES = ("nl", "python")
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
-LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9)}
+LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9)}
 """Difficulty: (bound on every intermediate value, largest operand drawn from a range). The
-easy level keeps the arithmetic within what a ~1M-parameter model learns in minutes, so
-that which path a model takes, not raw arithmetic, decides most answers."""
+easy level keeps every number below 100; the tiny level keeps every step's result below 30,
+so the arithmetic is a small table of facts a ~1M-parameter model learns in minutes, and
+which path a model takes decides more answers. Families that cannot fit a level's bound
+(travel needs at least 6 hours x 5 km) are left out of it."""
 Params = dict[str, int | str]
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
           "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
@@ -306,6 +309,19 @@ def _draw(family: Family, rng: random.Random, split: str,
     raise RuntimeError(f"family {family.name} almost never yields a valid problem")
 
 
+def _fits(family: Family, level: str) -> bool:
+    """Whether ``family`` yields problems at ``level`` (its canonical path valid in 1 of 2000
+    draws or more); the standard level keeps every family."""
+    return level == "standard" or _fits_cached(FAMILIES.index(family), level)
+
+
+@functools.cache
+def _fits_cached(index: int, level: str) -> bool:
+    family, (max_value, cap) = FAMILIES[index], LEVELS[level]
+    rng = random.Random(family.name)
+    return any(_run(family.paths[0], _sample(family, rng, cap), max_value) for _ in range(2000))
+
+
 def _valid_paths(family: Family, params: Params, answer: int,
                  max_value: int = MAX_VALUE) -> tuple[tuple[Step, ...], ...]:
     paths, seen = [], set()
@@ -330,10 +346,11 @@ def generate_problems(n: int, seed: int = 0, split: str = "train",
         raise UserError(f"unknown level {level!r} (choose {' or '.join(LEVELS)})")
     rng = random.Random(seed)
     problems, seen = [], set()
+    families = [f for f in FAMILIES if _fits(f, level)]
     for _ in range(50 * n + 1000):
         if len(problems) == n:
             return problems
-        family = rng.choice(FAMILIES)
+        family = rng.choice(families)
         params, key, answer = _draw(family, rng, split, level)
         if key in seen:
             continue
