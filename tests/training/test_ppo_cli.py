@@ -115,6 +115,15 @@ def test_ppo_variants(variant, keys, tmp_path, tiny_model_dir, tiny_data, capsys
     if "--estimator" in variant:  # value-free: no critic, no value statistics
         assert not VALUE_KEYS & rows[-1].keys()
     assert weights_changed(model_weights(tiny_model_dir), model_weights(out / "final"))
+    if "separate" in variant:  # the trained critic is saved beside the policy
+        from reft.models.value_head import SeparateCritic
+
+        critic = SeparateCritic.from_pretrained(out / "final" / "critic")
+        fresh = SeparateCritic.from_pretrained(tiny_model_dir)
+        assert not critic.value_head.weight.equal(fresh.value_head.weight)
+        assert weights_changed(model_weights(tiny_model_dir), model_weights(out / "final" / "critic"))
+    else:
+        assert not (out / "final" / "critic").exists()
 
 
 def test_grpo_needs_several_samples(tmp_path, tiny_model_dir, tiny_data, capsys):

@@ -370,25 +370,41 @@ def _guard(metrics: dict[str, float], run_dir: Path, cfg: PPOConfig, step: int) 
 def _final_saver(acc, ac, lm, tokenizer):
     """The merged policy as a plain HF directory, with the shared value head beside its
     weights as ``value_head.safetensors`` (the layout ``PolicyWithValueHead.from_pretrained``
-    reads; ``AutoModelForCausalLM`` ignores the extra file)."""
+    reads; ``AutoModelForCausalLM`` ignores the extra file). A separate critic goes to
+    ``critic/`` inside it, in the layout ``SeparateCritic.from_pretrained`` reads."""
     save_policy = hf_saver(acc, lm, tokenizer, merge=True, prepared=ac)
 
     def save(path: Path) -> None:
         save_policy(path)
         body = acc.unwrap_model(ac).body
         if hasattr(body, "value_head"):
-            from safetensors.torch import save_file
-
-            from reft.models.value_head import VALUE_HEAD_FILE
-
             state = full_state_dict(acc, ac, body.value_head)  # every process: may be collective
             if not acc.is_main_process:
                 return
-            state = state if state is not None else body.value_head.state_dict()
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
-                      str(Path(path) / VALUE_HEAD_FILE))
+            _save_head(state if state is not None else body.value_head.state_dict(), Path(path))
+        critic = getattr(acc.unwrap_model(ac), "critic", None)
+        if critic is not None:
+            state = full_state_dict(acc, ac, critic)  # every process: may be collective
+            if not acc.is_main_process:
+                return
+            if state is None:
+                critic.save_pretrained(Path(path) / "critic")
+            else:
+                critic.lm.save_pretrained(Path(path) / "critic", state_dict={
+                    k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
+                _save_head({k[len("value_head."):]: v for k, v in state.items()
+                            if k.startswith("value_head.")}, Path(path) / "critic")
 
     return save
+
+
+def _save_head(state: dict, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    from reft.models.value_head import VALUE_HEAD_FILE
+
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()},
+              str(directory / VALUE_HEAD_FILE))
 
 
 def main(args) -> int:
