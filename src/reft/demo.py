@@ -21,15 +21,15 @@ from reft.errors import UserError
 # batch 8 costs no more per token than 32 and takes 4x the steps; 2 more SFT epochs then
 # add about 1 point on validation), so both methods start from a near-converged SFT model;
 # continued SFT keeps its best learning rate of 3e-4 / 1e-3, ReFT its best of the PPO
-# learning rates tried.
+# settings tried (many small steps: lr 1e-5, one 64-rollout mini-batch per PPO epoch).
 PLANS: dict[str, dict] = {
     "full": {
         "n_train": 1000, "n_test": 500, "level": "tiny",
         "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
         "warmup": {"epochs": 16, "lr": 1e-3, "batch_size": 8},
-        "sft": {"epochs": 2, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
-        "reft": {"epochs": 2, "lr": 3e-5, "rollout_batch_size": 64, "mini_batch_size": 32,
-                 "eval_every": 8, "eval_examples": 200, "save_every": 1000},
+        "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
+        "reft": {"epochs": 4, "lr": 1e-5, "rollout_batch_size": 64, "mini_batch_size": 64,
+                 "eval_every": 16, "eval_examples": 200, "save_every": 1000},
         "eval": {"k": 4, "batch_size": 250},
         "reranker": {"epochs": 1, "batch_size": 32},
         "sample": {"k": 2},
