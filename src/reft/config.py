@@ -170,6 +170,8 @@ class PPOConfig(GenArgs, TrainArgs):
     """Value-function clip range."""
     vf_coef: float = 5.0
     """Value loss coefficient."""
+    value_lr: float | None = None
+    """Learning rate of the value head or separate critic (unset: --lr, as in the paper)."""
     whiten_advantages: bool = True
     """Whiten advantages over the (global) batch."""
     partial_reward: float = 0.1

@@ -246,3 +246,25 @@ def test_unknown_level_is_a_user_error():
 
     with pytest.raises(UserError, match="level"):
         generate(5, level="hard")
+
+
+def test_paths_level_has_a_small_number_path_and_a_large_number_path_annotated_at_random():
+    import re
+
+    from reft.data.synthetic import PATH_FAMILIES, generate_problems, render
+
+    problems = generate_problems(400, seed=5, split="train", level="paths")
+    test = generate_problems(100, seed=5, split="test", level="paths")
+    assert not {p.question for p in problems} & {p.question for p in test}
+    assert {p.family for p in problems} == {f.name for f in PATH_FAMILIES}
+    large = 0
+    for p in problems + test:
+        assert len(p.paths) == 2 and 0 < p.answer < 30
+        assert all(int(n) < 30 for n in re.findall(r"\d+", p.question))
+        short, long = (re.findall(r"= (\d+)", render(p, i)) for i in (0, 1))
+        assert short[-1] == long[-1] == str(p.answer)
+        assert all(int(v) < 30 for v in short)
+        large += any(int(v) >= 30 for v in long)
+    assert large / len(problems + test) > 0.6  # the other path mostly goes through large numbers
+    chosen = sum(p.chosen for p in problems) / len(problems)
+    assert 0.4 < chosen < 0.6  # the annotation is either path, at random

@@ -202,3 +202,28 @@ def test_guard_allows_nan_explained_variance_only(tmp_path):
     _guard(ok, tmp_path, PPOConfig(), step=3)
     with pytest.raises(TrainingError, match=r"^step 3: non-finite loss/value; last good"):
         _guard({**ok, "loss/value": math.inf}, tmp_path, PPOConfig(), step=3)
+
+
+@pytest.mark.slow
+def test_value_lr_moves_the_value_head_faster_than_the_policy(tmp_path, tiny_model_dir, tiny_data,
+                                                             capsys, monkeypatch):
+    """``--value-lr`` gives the value head its own learning rate: one Adam step moves each
+    weight by about its group's lr, so the head moves ~1e-2 and the policy ~1e-6."""
+    import reft.rewards
+    from reft.models.value_head import PolicyWithValueHead
+    from reft.rewards import Judgement
+
+    monkeypatch.setattr(reft.rewards, "judge", lambda completions, golds, **kw: [
+        Judgement("1", True, 1.0) if i % 2 else Judgement(None, False, 0.0)
+        for i in range(len(completions))])
+    out = tmp_path / "run"
+    rc, _, err = reft_main(capsys, "ppo", "--model", tiny_model_dir, "--train-file", tiny_data.train,
+                           "--max-steps", 1, "--ppo-epochs", 1, "--lr", 1e-6, "--value-lr", 1e-2,
+                           "--weight-decay", 0, "--out", out, *SMALL)
+    assert rc == 0, err
+    before, after = model_weights(tiny_model_dir), model_weights(out / "final")
+    policy_delta = max((after[k] - before[k]).abs().max().item() for k in before)
+    head = PolicyWithValueHead.from_pretrained(out / "final").value_head
+    fresh = PolicyWithValueHead.from_pretrained(tiny_model_dir).value_head
+    head_delta = (head.weight - fresh.weight).abs().max().item()
+    assert 0 < policy_delta < 1e-5 and head_delta > 1e-3

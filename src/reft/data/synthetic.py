@@ -31,12 +31,16 @@ SPLITS = ("train", "test")
 COT_STYLES = ("nl", "python")
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
-LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9)}
+LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9), "paths": (30, 1000)}
 """Difficulty: (bound on every intermediate value, largest operand drawn from a range). The
 easy level keeps every number below 100; the tiny level keeps every step's result below 30,
 so the arithmetic is a small table of facts a ~1M-parameter model learns in minutes, and
 which path a model takes decides more answers. Families that cannot fit a level's bound
-(travel needs at least 6 hours x 5 km) are left out of it."""
+(travel needs at least 6 hours x 5 km) are left out of it. The ``paths`` level has its own
+families (``PATH_FAMILIES``): every number in a question is below 30, and every problem has
+a solution whose steps all stay below 30 (the canonical path) and one through large
+intermediate results (up to 1000), such as ``(boxes - sold) * per_box`` against ``boxes * per_box - sold * per_box``;
+the annotation is either at random, as a human annotator might write either."""
 Params = dict[str, int | str]
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
           "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
@@ -291,6 +295,92 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+PATH_FAMILIES: tuple[Family, ...] = (
+    _family("stock", "person item=ITEMS boxes=3-29 sold=2-28 per_box=2-9", [
+        "{name}'s shop has {boxes} boxes of {item} with {per_box} {item} in each box. {He} "
+        "sells {sold} boxes. How many {item} are left?",
+        "A box holds {per_box} {item}. {name} has {boxes} boxes of {item} and sells {sold} of "
+        "them. How many {item} does {he} have left?",
+    ], {
+        "kept": "boxes - sold | There are {eq} boxes left.",
+        "left": "kept * per_box | So {eq} {item} are left.",
+        "total": "boxes * per_box | At first there are {eq} {item}.",
+        "gone": "sold * per_box | {He} sells {eq} {item}.",
+        "left#h": "total - gone | So {eq} {item} are left.",
+    }, ["kept left", "total gone left#h"]),
+    _family("price_gap", "a,b=NAMES item=ITEMS count=2-9 price1=5-29 price2=3-28", [
+        "{a} buys {count} {item} at {price1} dollars each. {b} buys {count} {item} at {price2} "
+        "dollars each. How many more dollars does {a} spend than {b}?",
+        "{a} and {b} each buy {count} {item}. {a} pays {price1} dollars for each and {b} pays "
+        "{price2} dollars for each. How much more does {a} spend?",
+    ], {
+        "gap": "price1 - price2 | For each of the {item} {a} pays {eq} dollars more.",
+        "more": "count * gap | So {a} spends {eq} dollars more.",
+        "cost_a": "count * price1 | {a} spends {eq} dollars.",
+        "cost_b": "count * price2 | {b} spends {eq} dollars.",
+        "more#h": "cost_a - cost_b | So {a} spends {eq} dollars more.",
+    }, ["gap more", "cost_a cost_b more#h"]),
+    _family("shares", "person thing=THINGS friends=2-5 per_pack=1-5*friends packs=2-12", [
+        "{name} has {packs} packs of {per_pack} {thing}. {He} shares them equally among "
+        "{friends} friends. How many {thing} does each friend get?",
+        "A pack holds {per_pack} {thing}. {name} splits {packs} packs evenly between {friends} "
+        "friends. How many {thing} does each friend get?",
+    ], {
+        "from_pack": "per_pack / friends | Each friend gets {eq} {thing} from every pack.",
+        "each": "packs * from_pack | So each friend gets {eq} {thing}.",
+        "total": "packs * per_pack | {name} has {eq} {thing}.",
+        "each#h": "total / friends | So each friend gets {eq} {thing}.",
+    }, ["from_pack each", "total each#h"]),
+    _family("boxes", "person food=FOODS per_box=2-7 morning=1-4*per_box afternoon=1-4*per_box", [
+        "{name} bakes {morning} {food} in the morning and {afternoon} in the afternoon. {He} "
+        "packs them in boxes of {per_box}. How many boxes does {he} fill?",
+        "{name}'s bakery makes {morning} {food} before lunch and {afternoon} after lunch. A box "
+        "holds {per_box} {food}. How many boxes does {name} fill?",
+    ], {
+        "boxes1": "morning / per_box | The morning {food} fill {eq} boxes.",
+        "boxes2": "afternoon / per_box | The afternoon {food} fill {eq} boxes.",
+        "boxes": "boxes1 + boxes2 | So {eq} boxes are filled.",
+        "baked": "morning + afternoon | There are {eq} {food}.",
+        "boxes#h": "baked / per_box | So {eq} boxes are filled.",
+    }, ["boxes1 boxes2 boxes", "baked boxes#h"]),
+    _family("multiples", "a,b=NAMES thing=THINGS has_a=2-15 times=2-9", [
+        "{a} has {has_a} {thing}. {b} has {times} times as many {thing} as {a}. How many more "
+        "{thing} does {b} have than {a}?",
+        "{b} has {times} times as many {thing} as {a}, who has {has_a}. How many more {thing} "
+        "does {b} have than {a}?",
+    ], {
+        "extra": "times - 1 | {b} has {eq} more lots of {a}'s {thing}.",
+        "more": "extra * has_a | So {b} has {eq} more {thing} than {a}.",
+        "has_b": "times * has_a | {b} has {eq} {thing}.",
+        "more#h": "has_b - has_a | So {b} has {eq} more {thing} than {a}.",
+    }, ["extra more", "has_b more#h"]),
+    _family("distance", "a,b=NAMES speed1=10-29 speed2=5-28 hours=2-9", [
+        "{a} and {b} leave town together and ride the same way. {a} cycles {speed1} km per "
+        "hour and {b} cycles {speed2} km per hour. How many km apart are they after {hours} hours?",
+        "{a} cycles at {speed1} km per hour and {b} at {speed2} km per hour, starting together "
+        "and going the same way. How far apart, in km, are they after {hours} hours?",
+    ], {
+        "gap": "speed1 - speed2 | Every hour {a} gets {eq} km further ahead.",
+        "apart": "gap * hours | After {hours} hours they are {eq} km apart.",
+        "dist_a": "speed1 * hours | {a} rides {eq} km.",
+        "dist_b": "speed2 * hours | {b} rides {eq} km.",
+        "apart#h": "dist_a - dist_b | So they are {eq} km apart.",
+    }, ["gap apart", "dist_a dist_b apart#h"]),
+    _family("weekly", "person earn=10-29 spend=5-28 weeks=2-9", [
+        "{name} earns {earn} dollars a week and spends {spend} dollars a week. How many dollars "
+        "does {he} save in {weeks} weeks?",
+        "Each week {name} gets {earn} dollars and spends {spend} of them. How many dollars does "
+        "{he} save after {weeks} weeks?",
+    ], {
+        "per_week": "earn - spend | {He} saves {eq} dollars a week.",
+        "saved": "per_week * weeks | In {weeks} weeks {he} saves {eq} dollars.",
+        "earned": "earn * weeks | {He} earns {eq} dollars.",
+        "spent": "spend * weeks | {He} spends {eq} dollars.",
+        "saved#h": "earned - spent | So {he} saves {eq} dollars.",
+    }, ["per_week saved", "earned spent saved#h"]),
+)
+
+
 def split_of(key: tuple) -> str:
     """``"test"`` or ``"train"``, fixed by a problem's canonical content (stable across runs)."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
@@ -322,11 +412,18 @@ def _fits_cached(index: int, level: str) -> bool:
     return any(_run(family.paths[0], _sample(family, rng, cap), max_value) for _ in range(2000))
 
 
-def _valid_paths(family: Family, params: Params, answer: int,
-                 max_value: int = MAX_VALUE) -> tuple[tuple[Step, ...], ...]:
+def _families(level: str) -> tuple[Family, ...]:
+    """The template families a level draws from."""
+    return PATH_FAMILIES if level == "paths" else tuple(f for f in FAMILIES if _fits(f, level))
+
+
+def _valid_paths(family: Family, params: Params, answer: int, max_value: int = MAX_VALUE,
+                 alt_value: int | None = None) -> tuple[tuple[Step, ...], ...]:
+    """The distinct valid paths; the canonical one within ``max_value``, the others within
+    ``alt_value`` (default the same)."""
     paths, seen = [], set()
-    for steps in family.paths:
-        values = _run(steps, params, max_value)
+    for i, steps in enumerate(family.paths):
+        values = _run(steps, params, max_value if i == 0 or alt_value is None else alt_value)
         if values is None:
             continue
         assert values[-1][2] == answer, f"{family.name}: paths disagree on the answer"
@@ -346,7 +443,7 @@ def generate_problems(n: int, seed: int = 0, split: str = "train",
         raise UserError(f"unknown level {level!r} (choose {' or '.join(LEVELS)})")
     rng = random.Random(seed)
     problems, seen = [], set()
-    families = [f for f in FAMILIES if _fits(f, level)]
+    families = _families(level)
     for _ in range(50 * n + 1000):
         if len(problems) == n:
             return problems
@@ -355,7 +452,10 @@ def generate_problems(n: int, seed: int = 0, split: str = "train",
         if key in seen:
             continue
         seen.add(key)
-        paths = _valid_paths(family, params, answer, LEVELS[level][0])
+        paths = _valid_paths(family, params, answer, LEVELS[level][0],
+                             MAX_VALUE if level == "paths" else None)
+        if level == "paths" and len(paths) < len(family.paths):
+            continue  # every problem of this level has both its short and its long solution
         question = rng.choice(family.questions).format(**params)
         problems.append(Problem(family.name, key, params, question, answer, paths,
                                 rng.randrange(len(paths))))

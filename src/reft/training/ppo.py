@@ -72,6 +72,12 @@ class ActorCritic(nn.Module):
             base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
             self.critic = SeparateCritic(copy.deepcopy(base))
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        """The value model's own parameters: the head on the policy, or the whole critic."""
+        if self.critic_kind == "shared":
+            return list(self.body.value_head.parameters())
+        return list(self.critic.parameters()) if self.critic_kind == "separate" else []
+
     def forward(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T, V) response logits and (B, T) values (or None)."""
         kw = dict(input_ids=r.input_ids, attention_mask=r.attention_mask, position_ids=r.position_ids)
@@ -249,8 +255,11 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     # the run directory is made only once the data and models have loaded
     run_dir = prepare_run_dir(cfg, acc)
     lr = resolve_lr(cfg, lm, real_default=3e-7)
-    opt = torch.optim.AdamW([p for p in ac.parameters() if p.requires_grad], lr=lr,
-                            weight_decay=cfg.weight_decay)
+    value_ids = {id(p) for p in ac.value_parameters()}
+    trainable = [p for p in ac.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in value_ids]},
+              {"params": [p for p in trainable if id(p) in value_ids], "lr": cfg.value_lr or lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=cfg.weight_decay)
     ac, opt = acc.prepare(ac, opt)
     ref_lm = _reference(cfg, lm, acc)  # after prepare: ZeRO-3 takes the engine's filled-in config
     world, rank = acc.num_processes, acc.process_index
