@@ -268,3 +268,24 @@ def test_paths_level_has_a_small_number_path_and_a_large_number_path_annotated_a
     assert large / len(problems + test) > 0.6  # the other path mostly goes through large numbers
     chosen = sum(p.chosen for p in problems) / len(problems)
     assert 0.4 < chosen < 0.6  # the annotation is either path, at random
+
+
+def test_products_level_has_a_short_path_and_a_long_one_through_two_digit_products():
+    import re
+
+    from reft.data.synthetic import PRODUCT_FAMILIES, generate_problems, render
+
+    problems = generate_problems(400, seed=3, split="train", level="products")
+    test = generate_problems(100, seed=3, split="test", level="products")
+    assert not {p.question for p in problems} & {p.question for p in test}
+    assert {p.family for p in problems} == {f.name for f in PRODUCT_FAMILIES}
+    for p in problems + test:
+        assert len(p.paths) == 2 and 0 < p.answer < 100
+        assert all(int(n) < 50 for n in re.findall(r"\d+", p.question))
+        short, long = (re.findall(r"(\d+) ([-*]) (\d+) = (\d+)", render(p, i)) for i in (0, 1))
+        assert short[-1][3] == long[-1][3] == str(p.answer)
+        assert [s[1] for s in short] == ["-", "*"] and [s[1] for s in long] == ["*", "*", "-"]
+        assert int(short[0][3]) in (1, 2)  # the short path multiplies by 1 or 2
+        assert all(int(a) > 10 and int(b) > 10 for a, op, b, _ in long if op == "*")
+    chosen = sum(p.chosen for p in problems) / len(problems)
+    assert 0.68 < chosen < 0.82  # the long path is annotated 3 times in 4

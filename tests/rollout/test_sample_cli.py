@@ -73,3 +73,17 @@ def test_garbage_in_the_middle_is_refused(tmp_path, tiny_model_dir, tiny_data, c
     assert [ln for ln in err.splitlines() if ln.startswith("reft")] == [
         f"reft sample: error: {out}: line 2: not a sample record; refusing to append"]
     assert out.read_text() == before
+
+
+def test_max_examples_also_caps_questions_passed_in(tmp_path, tiny_model_dir, tiny_data):
+    """The pipeline passes its training questions to run_sample; --max-examples still caps
+    them (the demo samples reranker data from part of a large training set)."""
+    from reft.config import SampleConfig
+    from reft.data import load_examples
+    from reft.rollout.sample_cmd import run_sample
+
+    examples = load_examples(tiny_data.test)
+    cfg = SampleConfig(model=tiny_model_dir, out=str(tmp_path / "s.jsonl"), k=1,
+                       max_new_tokens=8, max_examples=2)
+    rows = run_sample(cfg, examples).read_text().splitlines()
+    assert [json.loads(r)["id"] for r in rows] == [e.id for e in examples[:2]]

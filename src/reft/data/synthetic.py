@@ -31,7 +31,8 @@ SPLITS = ("train", "test")
 COT_STYLES = ("nl", "python")
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
-LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9), "paths": (30, 1000)}
+LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9), "paths": (30, 1000),
+          "products": (100, 2500)}
 """Difficulty: (bound on every intermediate value, largest operand drawn from a range). The
 easy level keeps every number below 100; the tiny level keeps every step's result below 30,
 so the arithmetic is a small table of facts a ~1M-parameter model learns in minutes, and
@@ -40,7 +41,11 @@ which path a model takes decides more answers. Families that cannot fit a level'
 families (``PATH_FAMILIES``): every number in a question is below 30, and every problem has
 a solution whose steps all stay below 30 (the canonical path) and one through large
 intermediate results (up to 1000), such as ``(boxes - sold) * per_box`` against ``boxes * per_box - sold * per_box``;
-the annotation is either at random, as a human annotator might write either."""
+the annotation is either at random, as a human annotator might write either. The
+``products`` level (``PRODUCT_FAMILIES``) sharpens that contrast: every question number is
+below 30 and every problem has a short solution that subtracts first and stays below 100
+(``(23 - 21) * 14``) and a long one through two two-digit products (``23 * 14 - 21 * 14``),
+annotated at random."""
 Params = dict[str, int | str]
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
           "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
@@ -111,6 +116,8 @@ def _sample(family: Family, rng: random.Random, cap: int = 1000) -> Params:
             params |= {"name": name, "he": he, "He": he.capitalize(), "his": his}
         elif source in _WORDS:
             params |= zip(names, rng.sample(_WORDS[source], len(names)), strict=True)
+        elif "+" in source:  # "a+b": the sum of two earlier fields
+            params[names[0]] = sum(int(params[k]) for k in source.split("+"))
         else:  # "lo-hi" or "lo-hi*k", k a number or an earlier field; random() beats randint
             bounds, _, k = source.partition("*")
             lo, hi = map(int, bounds.split("-"))
@@ -381,6 +388,64 @@ PATH_FAMILIES: tuple[Family, ...] = (
 )
 
 
+PRODUCT_FAMILIES: tuple[Family, ...] = (
+    _family("weekly", "person spend=11-47 gap=1-2 earn=spend+gap weeks=11-49", [
+        "{name} earns {earn} dollars a week and spends {spend} dollars a week. How many dollars "
+        "does {he} save in {weeks} weeks?",
+        "Each week {name} gets {earn} dollars and spends {spend} of them. How many dollars does "
+        "{he} save after {weeks} weeks?",
+    ], {
+        "per_week": "earn - spend | {He} saves {eq} dollars a week.",
+        "saved": "per_week * weeks | In {weeks} weeks {he} saves {eq} dollars.",
+        "earned": "earn * weeks | {He} earns {eq} dollars.",
+        "spent": "spend * weeks | {He} spends {eq} dollars.",
+        "saved#h": "earned - spent | So {he} saves {eq} dollars.",
+    }, ["per_week saved", "earned spent saved#h"]),
+    _family("price_gap", "a,b=NAMES item=ITEMS count=11-49 price2=11-47 gap=1-2 price1=price2+gap", [
+        "{a} buys {count} {item} at {price1} dollars each. {b} buys {count} {item} at {price2} "
+        "dollars each. How many more dollars does {a} spend than {b}?",
+        "{a} and {b} each buy {count} {item}. {a} pays {price1} dollars for each and {b} pays "
+        "{price2} dollars for each. How much more does {a} spend?",
+    ], {
+        "gap": "price1 - price2 | For each of the {item} {a} pays {eq} dollars more.",
+        "more": "count * gap | So {a} spends {eq} dollars more.",
+        "cost_a": "count * price1 | {a} spends {eq} dollars.",
+        "cost_b": "count * price2 | {b} spends {eq} dollars.",
+        "more#h": "cost_a - cost_b | So {a} spends {eq} dollars more.",
+    }, ["gap more", "cost_a cost_b more#h"]),
+    _family("distance", "a,b=NAMES speed2=11-47 gap=1-2 speed1=speed2+gap hours=11-49", [
+        "{a} and {b} leave town together and ride the same way. {a} cycles {speed1} km per "
+        "hour and {b} cycles {speed2} km per hour. How many km apart are they after {hours} hours?",
+        "{a} cycles at {speed1} km per hour and {b} at {speed2} km per hour, starting together "
+        "and going the same way. How far apart, in km, are they after {hours} hours?",
+    ], {
+        "gap": "speed1 - speed2 | Every hour {a} gets {eq} km further ahead.",
+        "apart": "gap * hours | After {hours} hours they are {eq} km apart.",
+        "dist_a": "speed1 * hours | {a} rides {eq} km.",
+        "dist_b": "speed2 * hours | {b} rides {eq} km.",
+        "apart#h": "dist_a - dist_b | So they are {eq} km apart.",
+    }, ["gap apart", "dist_a dist_b apart#h"]),
+    _family("stock", "person item=ITEMS sold=11-47 gap=1-2 boxes=sold+gap per_box=11-49", [
+        "{name}'s shop has {boxes} boxes of {item} with {per_box} {item} in each box. {He} "
+        "sells {sold} boxes. How many {item} are left?",
+        "A box holds {per_box} {item}. {name} has {boxes} boxes of {item} and sells {sold} of "
+        "them. How many {item} does {he} have left?",
+    ], {
+        "kept": "boxes - sold | There are {eq} boxes left.",
+        "left": "kept * per_box | So {eq} {item} are left.",
+        "total": "boxes * per_box | At first there are {eq} {item}.",
+        "gone": "sold * per_box | {He} sells {eq} {item}.",
+        "left#h": "total - gone | So {eq} {item} are left.",
+    }, ["kept left", "total gone left#h"]),
+)
+LEVEL_FAMILIES = {"paths": PATH_FAMILIES, "products": PRODUCT_FAMILIES}
+LONG_SHARE = {"products": 0.75}
+ALT_VALUE = {"paths": MAX_VALUE, "products": 2500}
+"""The bound on the values of a two-path level's long path."""
+"""How often the annotation takes a two-path level's long path (else: either, at random)."""
+"""Levels with their own families, whose problems all have both of their families' paths."""
+
+
 def split_of(key: tuple) -> str:
     """``"test"`` or ``"train"``, fixed by a problem's canonical content (stable across runs)."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
@@ -414,7 +479,9 @@ def _fits_cached(index: int, level: str) -> bool:
 
 def _families(level: str) -> tuple[Family, ...]:
     """The template families a level draws from."""
-    return PATH_FAMILIES if level == "paths" else tuple(f for f in FAMILIES if _fits(f, level))
+    if level in LEVEL_FAMILIES:
+        return LEVEL_FAMILIES[level]
+    return tuple(f for f in FAMILIES if _fits(f, level))
 
 
 def _valid_paths(family: Family, params: Params, answer: int, max_value: int = MAX_VALUE,
@@ -453,12 +520,13 @@ def generate_problems(n: int, seed: int = 0, split: str = "train",
             continue
         seen.add(key)
         paths = _valid_paths(family, params, answer, LEVELS[level][0],
-                             MAX_VALUE if level == "paths" else None)
-        if level == "paths" and len(paths) < len(family.paths):
+                             ALT_VALUE.get(level))
+        if level in LEVEL_FAMILIES and len(paths) < len(family.paths):
             continue  # every problem of this level has both its short and its long solution
         question = rng.choice(family.questions).format(**params)
-        problems.append(Problem(family.name, key, params, question, answer, paths,
-                                rng.randrange(len(paths))))
+        chosen = (int(rng.random() < LONG_SHARE[level]) if level in LONG_SHARE
+                  else rng.randrange(len(paths)))
+        problems.append(Problem(family.name, key, params, question, answer, paths, chosen))
     raise UserError(f"could only make {len(problems)} distinct {split} problems, not {n}")
 
 
@@ -473,7 +541,7 @@ def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
     steps = problem.paths[problem.chosen if path is None else path]
     if cot == "nl":
         return "\n".join(s.text.format(eq=f"{a} {s.op} {b} = {c}", **problem.params)
-                         for s, (a, b, c) in zip(steps, _run(steps, problem.params), strict=True))
+                         for s, (a, b, c) in zip(steps, _run(steps, problem.params, 10**9), strict=True))
     used = {x for s in steps for x in (s.left, s.right)}
     lines = ["def solution():", f'    """{problem.question}"""']
     lines += [f"    {k} = {v}" for k, v in problem.params.items() if k in used]

@@ -87,6 +87,8 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
         examples = load_examples(cfg.data_file, data_format=cfg.data_format, columns=cfg.columns,
                                  task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
                                  max_examples=cfg.max_examples)
+    elif cfg.max_examples:
+        examples = examples[: cfg.max_examples]
     if model is None:
         from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
 
