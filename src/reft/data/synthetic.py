@@ -21,7 +21,7 @@ import os
 import random
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reft.data.records import Example
@@ -102,9 +102,13 @@ def _family(name: str, spec: str, questions: Sequence[str], steps: dict[str, str
         expr, text = text.split(" | ")
         left, op, right = (int(t) if t.isdigit() else t for t in expr.split())
         parsed[key] = Step(key.split("#")[0], left, op, right, text)
-    fields = tuple((t.partition("=")[0].split(","), t.partition("=")[2]) for t in spec.split())
-    return Family(name, fields, tuple(questions),
+    return Family(name, _parse_spec(spec), tuple(questions),
                   tuple(tuple(parsed[k] for k in p.split()) for p in paths))
+
+
+def _parse_spec(spec: str) -> tuple[tuple[list[str], str], ...]:
+    """``"a,b=WORDS x=lo-hi"`` -> ``((["a", "b"], "WORDS"), (["x"], "lo-hi"))``."""
+    return tuple((t.partition("=")[0].split(","), t.partition("=")[2]) for t in spec.split())
 
 
 def _sample(family: Family, rng: random.Random, cap: int = 1000) -> Params:
@@ -388,56 +392,15 @@ PATH_FAMILIES: tuple[Family, ...] = (
 )
 
 
-PRODUCT_FAMILIES: tuple[Family, ...] = (
-    _family("weekly", "person spend=11-47 gap=1-2 earn=spend+gap weeks=11-49", [
-        "{name} earns {earn} dollars a week and spends {spend} dollars a week. How many dollars "
-        "does {he} save in {weeks} weeks?",
-        "Each week {name} gets {earn} dollars and spends {spend} of them. How many dollars does "
-        "{he} save after {weeks} weeks?",
-    ], {
-        "per_week": "earn - spend | {He} saves {eq} dollars a week.",
-        "saved": "per_week * weeks | In {weeks} weeks {he} saves {eq} dollars.",
-        "earned": "earn * weeks | {He} earns {eq} dollars.",
-        "spent": "spend * weeks | {He} spends {eq} dollars.",
-        "saved#h": "earned - spent | So {he} saves {eq} dollars.",
-    }, ["per_week saved", "earned spent saved#h"]),
-    _family("price_gap", "a,b=NAMES item=ITEMS count=11-49 price2=11-47 gap=1-2 price1=price2+gap", [
-        "{a} buys {count} {item} at {price1} dollars each. {b} buys {count} {item} at {price2} "
-        "dollars each. How many more dollars does {a} spend than {b}?",
-        "{a} and {b} each buy {count} {item}. {a} pays {price1} dollars for each and {b} pays "
-        "{price2} dollars for each. How much more does {a} spend?",
-    ], {
-        "gap": "price1 - price2 | For each of the {item} {a} pays {eq} dollars more.",
-        "more": "count * gap | So {a} spends {eq} dollars more.",
-        "cost_a": "count * price1 | {a} spends {eq} dollars.",
-        "cost_b": "count * price2 | {b} spends {eq} dollars.",
-        "more#h": "cost_a - cost_b | So {a} spends {eq} dollars more.",
-    }, ["gap more", "cost_a cost_b more#h"]),
-    _family("distance", "a,b=NAMES speed2=11-47 gap=1-2 speed1=speed2+gap hours=11-49", [
-        "{a} and {b} leave town together and ride the same way. {a} cycles {speed1} km per "
-        "hour and {b} cycles {speed2} km per hour. How many km apart are they after {hours} hours?",
-        "{a} cycles at {speed1} km per hour and {b} at {speed2} km per hour, starting together "
-        "and going the same way. How far apart, in km, are they after {hours} hours?",
-    ], {
-        "gap": "speed1 - speed2 | Every hour {a} gets {eq} km further ahead.",
-        "apart": "gap * hours | After {hours} hours they are {eq} km apart.",
-        "dist_a": "speed1 * hours | {a} rides {eq} km.",
-        "dist_b": "speed2 * hours | {b} rides {eq} km.",
-        "apart#h": "dist_a - dist_b | So they are {eq} km apart.",
-    }, ["gap apart", "dist_a dist_b apart#h"]),
-    _family("stock", "person item=ITEMS sold=11-47 gap=1-2 boxes=sold+gap per_box=11-49", [
-        "{name}'s shop has {boxes} boxes of {item} with {per_box} {item} in each box. {He} "
-        "sells {sold} boxes. How many {item} are left?",
-        "A box holds {per_box} {item}. {name} has {boxes} boxes of {item} and sells {sold} of "
-        "them. How many {item} does {he} have left?",
-    ], {
-        "kept": "boxes - sold | There are {eq} boxes left.",
-        "left": "kept * per_box | So {eq} {item} are left.",
-        "total": "boxes * per_box | At first there are {eq} {item}.",
-        "gone": "sold * per_box | {He} sells {eq} {item}.",
-        "left#h": "total - gone | So {eq} {item} are left.",
-    }, ["kept left", "total gone left#h"]),
-)
+_PRODUCT_SPECS = {  # the same wording as the paths level, other numbers: gap * multiplier
+    "weekly": "person spend=11-47 gap=1-2 earn=spend+gap weeks=11-49",
+    "price_gap": "a,b=NAMES item=ITEMS count=11-49 price2=11-47 gap=1-2 price1=price2+gap",
+    "distance": "a,b=NAMES speed2=11-47 gap=1-2 speed1=speed2+gap hours=11-49",
+    "stock": "person item=ITEMS sold=11-47 gap=1-2 boxes=sold+gap per_box=11-49",
+}
+PRODUCT_FAMILIES: tuple[Family, ...] = tuple(
+    replace(next(f for f in PATH_FAMILIES if f.name == name), spec=_parse_spec(spec))
+    for name, spec in _PRODUCT_SPECS.items())
 LEVEL_FAMILIES = {"paths": PATH_FAMILIES, "products": PRODUCT_FAMILIES}
 LONG_SHARE = {"products": 0.75}
 ALT_VALUE = {"paths": MAX_VALUE, "products": 2500}
