@@ -94,6 +94,20 @@ def test_every_python_path_runs_and_returns_the_gold(train):
             assert isinstance(result, int) and result == p.answer, program
 
 
+@pytest.mark.parametrize("level", ["standard", "tiny", "paths", "products"])
+def test_python_programs_assign_only_numbers_the_question_gives(level):
+    # an operand the program computes (e.g. a price gap) is not a given: assigning it a
+    # literal too would hand the model a number the question does not contain
+    for p in generate_problems(200, seed=4, split="train", level=level):
+        for i in range(count_paths(p)):
+            program = render(p, i, cot="python")
+            given = re.findall(r"^    (\w+) = (\d+)$", program, flags=re.MULTILINE)
+            computed = re.findall(r"^    (\w+) = \w+ (?:[-+*]|//) \w+$", program, flags=re.MULTILINE)
+            assert given and not {v for v, _ in given} & set(computed), program
+            numbers = set(re.findall(r"\d+", p.question))
+            assert all(value in numbers for _, value in given), program
+
+
 def test_both_styles_annotate_the_same_path():
     for nl, py in zip(generate(200, seed=9), generate(200, seed=9, cot="python"), strict=True):
         assert nl.question == py.question and nl.answer == py.answer

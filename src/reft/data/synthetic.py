@@ -505,7 +505,8 @@ def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
     if cot == "nl":
         return "\n".join(s.text.format(eq=f"{a} {s.op} {b} = {c}", **problem.params)
                          for s, (a, b, c) in zip(steps, _run(steps, problem.params, 10**9), strict=True))
-    used = {x for s in steps for x in (s.left, s.right)}
+    # the given numbers: operands the path reads and does not compute itself
+    used = {x for s in steps for x in (s.left, s.right)} - {s.var for s in steps}
     lines = ["def solution():", f'    """{problem.question}"""']
     lines += [f"    {k} = {v}" for k, v in problem.params.items() if k in used]
     for i, s in enumerate(steps):
