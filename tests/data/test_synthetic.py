@@ -265,7 +265,8 @@ def test_unknown_level_is_a_user_error():
 def test_paths_level_has_a_small_number_path_and_a_large_number_path_annotated_at_random():
     import re
 
-    from reft.data.synthetic import PATH_FAMILIES, generate_problems, render
+    from reft.data.families import PATH_FAMILIES
+    from reft.data.synthetic import generate_problems, render
 
     problems = generate_problems(400, seed=5, split="train", level="paths")
     test = generate_problems(100, seed=5, split="test", level="paths")
@@ -287,7 +288,8 @@ def test_paths_level_has_a_small_number_path_and_a_large_number_path_annotated_a
 def test_products_level_has_a_short_path_and_a_long_one_through_two_digit_products():
     import re
 
-    from reft.data.synthetic import PRODUCT_FAMILIES, generate_problems, render
+    from reft.data.families import PRODUCT_FAMILIES
+    from reft.data.synthetic import generate_problems, render
 
     problems = generate_problems(400, seed=3, split="train", level="products")
     test = generate_problems(100, seed=3, split="test", level="products")
