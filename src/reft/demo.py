@@ -50,6 +50,19 @@ PLANS: dict[str, dict] = {
 }
 
 
+PYTHON_WARMUP_EPOCHS = {"quick": 8}
+"""P-CoT prompts repeat the question as the program's docstring, so a P-CoT epoch costs about
+twice an N-CoT one; the quick plan's P-CoT warm-up is shorter to stay near 3 minutes."""
+
+
+def plan_for(name: str, cot: str) -> dict:
+    """The budgets of plan ``name`` ("full" or "quick") for CoT style ``cot``."""
+    plan = PLANS[name]
+    if cot == "python" and name in PYTHON_WARMUP_EPOCHS:
+        plan = {**plan, "warmup": {**plan["warmup"], "epochs": PYTHON_WARMUP_EPOCHS[name]}}
+    return plan
+
+
 def pipeline_spec(plan: dict, out: Path, seed: int, cot: str) -> dict:
     """The ``reft pipeline`` config the demo runs (paths inside ``out``)."""
     gen = {"max_new_tokens": plan["max_new_tokens"]}
@@ -84,7 +97,7 @@ def write_data(out: Path, plan: dict, seed: int, cot: str) -> None:
 def main(args) -> int:
     from reft.pipeline import parse_pipeline, run_pipeline
 
-    plan = PLANS["quick" if args.quick else "full"]
+    plan = plan_for("quick" if args.quick else "full", args.cot)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
