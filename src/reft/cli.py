@@ -80,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "test"], default="train",
                    help="which split: train and test never share a problem (default: train)")
     p.add_argument("--cot", choices=["nl", "python"], default="nl", help="CoT style (default: nl)")
-    p.add_argument("--level", choices=["standard", "easy", "tiny", "paths", "products"],
+    p.add_argument("--level", choices=["standard", "easy", "tiny", "paths", "products", "mental"],
                    default="standard",
                    help="difficulty: easy keeps every number below 100, tiny every step's "
                         "result below 30; paths: problems with a small-number and a "
                         "large-number solution; products: a short solution below 100 and a "
-                        "long one through two-digit products (default: standard)")
+                        "long one through two-digit products; mental: tiny, with half the "
+                        "annotations doing the arithmetic in the annotator's head "
+                        "(default: standard)")
     p.add_argument("--out", required=True, help="output .json file")
     p.set_defaults(func=_call("reft.data.synthetic:main"))
     p = dsub.add_parser("check", help="load a data file and report its row count and a sample")

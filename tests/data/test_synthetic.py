@@ -305,3 +305,45 @@ def test_products_level_has_a_short_path_and_a_long_one_through_two_digit_produc
         assert all(int(a) > 10 and int(b) > 10 for a, op, b, _ in long if op == "*")
     chosen = sum(p.chosen for p in problems) / len(problems)
     assert 0.68 < chosen < 0.82  # the long path is annotated 3 times in 4
+
+
+@pytest.mark.parametrize(("steps", "expected"), [
+    ([("t", "a", "*", "b"), ("r", "t", "-", "c")], "2 * 7 - 20"),
+    ([("t", "a", "+", "b"), ("r", "t", "*", "c")], "(2 + 7) * 20"),
+    ([("t", "a", "+", "b"), ("r", "c", "-", "t")], "20 - (2 + 7)"),
+    ([("t", "a", "-", "b"), ("r", "c", "+", "t")], "20 + 2 - 7"),
+    ([("t", "a", "*", "b"), ("r", "c", "/", "t")], "20 / (2 * 7)"),
+    ([("t", "a", "*", "b"), ("u", "a", "+", "c"), ("r", "u", "-", "t")], "2 + 20 - 2 * 7"),
+])
+def test_expression_inlines_steps_with_the_parentheses_they_need(steps, expected):
+    from reft.data.families import Step
+    from reft.data.synthetic import expression
+
+    params = {"a": 2, "b": 7, "c": 20}
+    path = [Step(v, left, op, right, "{eq}") for v, left, op, right in steps]
+    assert expression(path, params) == expected
+    assert expression(path, params, names=True) == expected.replace("20", "c").replace(
+        "2", "a").replace("7", "b")
+
+
+def test_mental_level_annotates_half_the_problems_without_showing_the_arithmetic():
+    from reft.data.synthetic import expression, generate_problems, render
+
+    problems = generate_problems(400, seed=2, split="train", level="mental")
+    tiny = generate_problems(400, seed=2, split="train", level="tiny")
+    assert {p.family for p in problems} == {p.family for p in tiny}
+    assert 0.4 < sum(p.mental for p in problems) / len(problems) < 0.6
+    for p in problems:
+        nl, py = render(p), render(p, cot="python")
+        assert all(int(v) < 30 for v in re.findall(r"= (\d+)", nl)) and 0 < p.answer < 30
+        scope: dict = {}
+        exec(py, scope)  # our own generated code; both styles are correct programs
+        assert scope["solution"]() == p.answer
+        operations = re.findall(r"^    \w+ = .*[-+*/]", py, re.MULTILINE)
+        if p.mental:  # one equation over the question's numbers; a program of numbers only
+            assert nl.count("\n") == 0 and nl.count("=") == 1
+            assert f"{expression(p.paths[p.chosen], p.params)} = {p.answer}" in nl
+            assert not operations
+        else:
+            assert nl.count("\n") == len(p.paths[p.chosen]) - 1
+            assert len(operations) == len(p.paths[p.chosen])

@@ -33,7 +33,7 @@ COT_STYLES = ("nl", "python")
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
 LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9), "paths": (30, 1000),
-          "products": (100, 2500)}
+          "products": (100, 2500), "mental": (30, 9)}
 """Difficulty: (bound on every intermediate value, largest operand drawn from a range). The
 easy level keeps every number below 100; the tiny level keeps every step's result below 30,
 so the arithmetic is a small table of facts a ~1M-parameter model learns in minutes, and
@@ -46,11 +46,21 @@ the annotation is either at random, as a human annotator might write either. The
 ``products`` level (``PRODUCT_FAMILIES``, the same wording) sharpens that contrast: question
 numbers are 11-49 and every problem has a short solution that subtracts first (a gap of 1 or
 2) and multiplies, ``(37 - 36) * 46``, and a long one through two two-digit products,
-``46 * 37 - 46 * 36`` (values up to 2500); the annotation takes the long one 3 times in 4."""
+``46 * 37 - 46 * 36`` (values up to 2500); the annotation takes the long one 3 times in 4.
+The ``mental`` level is the tiny level with half the annotations written without their
+arithmetic (``MENTAL_SHARE``)."""
 LONG_SHARE = {"products": 0.75}
 """How often the annotation takes a two-path level's long path (else: either, at random)."""
 ALT_VALUE = {"paths": MAX_VALUE, "products": 2500}
 """The bound on the values of a two-path level's long path."""
+MENTAL_SHARE = {"mental": 0.5}
+"""How often a level's annotation does the arithmetic in the annotator's head: N-CoT writes the
+whole solution as one equation (``She has 2 * 7 * 2 - 20 = 8 dollars left.``), P-CoT assigns
+each intermediate result as a number (``daily = 14`` for ``daily = hours * rate``). The
+``mental`` level is the tiny level with half its annotations written so: both kinds reach the
+gold answer, but a small model copies a program's operations far more reliably than it does
+arithmetic, so a P-CoT model that writes the operations is right much more often. SFT
+imitates the mix; RL can learn the better habit from its own samples' rewards."""
 Params = dict[str, int | str]
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul,
           "/": lambda a, b: a // b if b and a % b == 0 else -1}  # exact division only
@@ -66,6 +76,7 @@ class Problem:
     answer: int
     paths: tuple[tuple[Step, ...], ...]
     chosen: int
+    mental: bool = False  # the annotation does its arithmetic "in its head" (see MENTAL_SHARE)
 
 
 
@@ -186,7 +197,8 @@ def generate_problems(n: int, seed: int = 0, split: str = "train",
         question = rng.choice(family.questions).format(**params)
         chosen = (int(rng.random() < LONG_SHARE[level]) if level in LONG_SHARE
                   else rng.randrange(len(paths)))
-        problems.append(Problem(family.name, key, params, question, answer, paths, chosen))
+        mental = level in MENTAL_SHARE and rng.random() < MENTAL_SHARE[level]
+        problems.append(Problem(family.name, key, params, question, answer, paths, chosen, mental))
     raise UserError(f"could only make {len(problems)} distinct {split} problems, not {n}")
 
 
@@ -195,10 +207,33 @@ def count_paths(problem: Problem) -> int:
     return len(problem.paths)
 
 
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def expression(steps: Sequence[Step], params: Params, names: bool = False) -> str:
+    """The path as one expression over the question's numbers (or variable ``names``),
+    with the parentheses it needs: ``t = 2 * 7; r = t * 2 - 20`` -> ``2 * 7 * 2 - 20``."""
+    env: dict[str, tuple[str, int]] = {}
+
+    def operand(x: str | int, op: str, right: bool) -> str:
+        text, prec = env.get(x) or (str(x if names else params.get(x, x)), 3)  # type: ignore[arg-type]
+        if prec < _PRECEDENCE[op] or (right and prec == _PRECEDENCE[op] and op in "-/"):
+            return f"({text})"
+        return text
+
+    for s in steps:
+        env[s.var] = (f"{operand(s.left, s.op, False)} {s.op} {operand(s.right, s.op, True)}",
+                      _PRECEDENCE[s.op])
+    return env[steps[-1].var][0]
+
+
 def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
     """One path (default: the annotated one) as N-CoT lines (no answer sentence) or P-CoT."""
     _check_cot(cot)
     steps = problem.paths[problem.chosen if path is None else path]
+    if problem.mental and cot == "nl":
+        expr = expression(steps, problem.params)
+        return steps[-1].text.format(eq=f"{expr} = {problem.answer}", **problem.params)
     if cot == "nl":
         return "\n".join(s.text.format(eq=f"{a} {s.op} {b} = {c}", **problem.params)
                          for s, (a, b, c) in zip(steps, _run(steps, problem.params, 10**9), strict=True))
@@ -206,9 +241,11 @@ def render(problem: Problem, path: int | None = None, cot: str = "nl") -> str:
     used = {x for s in steps for x in (s.left, s.right)} - {s.var for s in steps}
     lines = ["def solution():", f'    """{problem.question}"""']
     lines += [f"    {k} = {v}" for k, v in problem.params.items() if k in used]
-    for i, s in enumerate(steps):
+    values = _run(steps, problem.params, 10**9)
+    for i, (s, (_, _, c)) in enumerate(zip(steps, values, strict=True)):
         var = "result" if i == len(steps) - 1 else s.var
-        lines.append(f"    {var} = {s.left} {'//' if s.op == '/' else s.op} {s.right}")
+        rhs = str(c) if problem.mental else f"{s.left} {'//' if s.op == '/' else s.op} {s.right}"
+        lines.append(f"    {var} = {rhs}")
     return "\n".join([*lines, "    return result"])
 
 
