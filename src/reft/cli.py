@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quick", action="store_true", help="a smaller ~3-minute version")
-    p.add_argument("--cot", choices=["nl", "python"], default="nl", help="CoT style (default: nl)")
+    p.add_argument("--cot", choices=["nl", "python"], default="python",
+                   help="CoT style (default: python, where a program's operations are run by the "
+                   "sandbox; nl: the model does the arithmetic)")
     p.set_defaults(func=_call("reft.demo:main"))
 
     p = sub.add_parser("pipeline", help="warm-up -> SFT/ReFT/baselines -> eval -> report from a YAML",
