@@ -15,6 +15,27 @@ from pathlib import Path
 
 from reft.errors import UserError
 
+
+def _plan(level: str, n_train: int, warmup: tuple[int, float], epochs: int, sft_lr: float,
+          reft_lr: float, *, n_test: int = 500, mini_batch: int = 64, k: int = 4,
+          sample_k: int = 2, curves: bool = True) -> dict:
+    """A demo plan: ``warmup`` is (epochs, lr); SFT and ReFT both get ``epochs``; ``curves``
+    evaluates ReFT on 200 test problems every 16 steps (the report's accuracy plot)."""
+    return {
+        "n_train": n_train, "n_test": n_test, "level": level,
+        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
+        "warmup": {"epochs": warmup[0], "lr": warmup[1], "batch_size": 8},
+        "sft": {"epochs": epochs, "lr": sft_lr, "batch_size": 8, "warmup_ratio": 0.0},
+        "reft": {"epochs": epochs, "lr": reft_lr, "rollout_batch_size": 64,
+                 "mini_batch_size": mini_batch, "eval_every": 16 if curves else 0,
+                 "eval_examples": 200 if curves else 100, "save_every": 1000},
+        "eval": {"k": k, "batch_size": 250},
+        "reranker": {"epochs": 1, "batch_size": 32},
+        "sample": {"k": sample_k},
+        "max_new_tokens": 96,
+    }
+
+
 # Budgets sized for 20 minutes on an idle 2-core CPU, chosen on a validation split of the
 # training problems (never the test set; runs recorded in benchmarks/RESULTS.md, "Demo
 # tuning" and "Session 6").
@@ -24,34 +45,14 @@ from reft.errors import UserError
 # the operation (``daily = hours * rate``). Both are correct; the tiny model copies operations
 # reliably and does arithmetic badly, so its programs that write the operations are right
 # far more often. Continued SFT imitates the mix; ReFT can learn from its own samples'
-# rewards to write the operations. The warm-up is short (4 epochs over 2000 problems), as in
-# the paper, and both methods then get 2 epochs: SFT at its best learning rate of those
+# rewards to write the operations. The warm-up is short (4 epochs over 2000 problems; the
+# paper's is 1-2), and both methods then get 2 epochs: SFT at its best learning rate of those
 # tried (1e-4 / 3e-4 / 1e-3), ReFT at 3e-5.
 PYTHON_PLANS: dict[str, dict] = {
-    "full": {
-        "n_train": 2000, "n_test": 500, "level": "mental",
-        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
-        "warmup": {"epochs": 4, "lr": 1e-3, "batch_size": 8},
-        "sft": {"epochs": 2, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
-        "reft": {"epochs": 2, "lr": 3e-5, "rollout_batch_size": 64, "mini_batch_size": 64,
-                 "eval_every": 16, "eval_examples": 200, "save_every": 1000},
-        "eval": {"k": 4, "batch_size": 250},
-        "reranker": {"epochs": 1, "batch_size": 32},
-        "sample": {"k": 2},
-        "max_new_tokens": 96,
-    },
-    "quick": {  # a smoke-sized run (~3 min): too short a warm-up to show the habit switch
-        "n_train": 500, "n_test": 300, "level": "mental",
-        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
-        "warmup": {"epochs": 6, "lr": 2e-3, "batch_size": 8},
-        "sft": {"epochs": 1, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
-        "reft": {"epochs": 1, "lr": 3e-5, "rollout_batch_size": 64, "mini_batch_size": 64,
-                 "eval_every": 0, "eval_examples": 100, "save_every": 1000},
-        "eval": {"k": 2, "batch_size": 250},
-        "reranker": {"epochs": 1, "batch_size": 32},
-        "sample": {"k": 1},
-        "max_new_tokens": 96,
-    },
+    "full": _plan("mental", 2000, (4, 1e-3), 2, 3e-4, 3e-5),
+    # a smoke-sized run (~3 min): too short a warm-up to show the habit switch
+    "quick": _plan("mental", 500, (6, 2e-3), 1, 3e-4, 3e-5, n_test=300, k=2, sample_k=1,
+                   curves=False),
 }
 
 # The N-CoT plans (``--cot nl``), on the ``tiny`` level, where the model must also do every
@@ -60,30 +61,8 @@ PYTHON_PLANS: dict[str, dict] = {
 # rate of 3e-4 / 1e-3, ReFT its best of the PPO settings tried (many small steps: lr 1e-5,
 # one 64-rollout mini-batch per PPO epoch). ReFT does not beat SFT here (README).
 NL_PLANS: dict[str, dict] = {
-    "full": {
-        "n_train": 1000, "n_test": 500, "level": "tiny",
-        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
-        "warmup": {"epochs": 16, "lr": 1e-3, "batch_size": 8},
-        "sft": {"epochs": 4, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
-        "reft": {"epochs": 4, "lr": 1e-5, "rollout_batch_size": 64, "mini_batch_size": 64,
-                 "eval_every": 16, "eval_examples": 200, "save_every": 1000},
-        "eval": {"k": 4, "batch_size": 250},
-        "reranker": {"epochs": 1, "batch_size": 32},
-        "sample": {"k": 2},
-        "max_new_tokens": 96,
-    },
-    "quick": {
-        "n_train": 500, "n_test": 500, "level": "tiny",
-        "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
-        "warmup": {"epochs": 12, "lr": 1e-3, "batch_size": 8},
-        "sft": {"epochs": 1, "lr": 3e-4, "batch_size": 8, "warmup_ratio": 0.0},
-        "reft": {"epochs": 1, "lr": 3e-5, "rollout_batch_size": 64, "mini_batch_size": 32,
-                 "eval_every": 0, "eval_examples": 100, "save_every": 1000},
-        "eval": {"k": 2, "batch_size": 250},
-        "reranker": {"epochs": 1, "batch_size": 32},
-        "sample": {"k": 2},
-        "max_new_tokens": 96,
-    },
+    "full": _plan("tiny", 1000, (16, 1e-3), 4, 3e-4, 1e-5),
+    "quick": _plan("tiny", 500, (12, 1e-3), 1, 3e-4, 3e-5, mini_batch=32, k=2, curves=False),
 }
 
 
