@@ -53,10 +53,32 @@ def test_ids_and_distinct_problems():
 def test_train_and_test_never_share_a_problem(seeds):
     train = generate_problems(1500, seed=seeds[0], split="train")
     test = generate_problems(1500, seed=seeds[1], split="test")
-    assert all(synthetic.split_of(p.key) == "train" for p in train)
-    assert all(synthetic.split_of(p.key) == "test" for p in test)
+    content = synthetic.content_key
+    assert all(synthetic.split_of(content(p.family, p.params)) == "train" for p in train)
+    assert all(synthetic.split_of(content(p.family, p.params)) == "test" for p in test)
     assert not {p.key for p in train} & {p.key for p in test}
     assert not {p.question for p in train} & {p.question for p in test}
+
+
+def _math(p) -> tuple:
+    """A problem's mathematical content: its family and its numbers in order (names, which
+    only change the wording, excluded). These fix its programs and answer."""
+    return (p.family, tuple(v for v in p.params.values() if isinstance(v, int)))
+
+
+@pytest.mark.parametrize("level", sorted(synthetic.LEVELS))
+def test_no_test_problem_shares_its_family_and_numbers_with_training(level):
+    """Held out for real: a test problem never has a training (or validation: drawn from the
+    training split) problem's family and numbers under other names, at every level and in
+    both CoT styles (the styles render the same problems)."""
+    train = generate_problems(2000, seed=0, split="train", level=level)
+    val = generate_problems(300, seed=1, split="train", level=level)
+    test = generate_problems(500, seed=0, split="test", level=level)
+    seen = {_math(p) for p in train + val}
+    assert not [p.question for p in test if _math(p) in seen]
+    for cot in ("nl", "python"):
+        texts = {e.question for e in generate(50, seed=0, split="test", cot=cot, level=level)}
+        assert texts == {p.question for p in test[:50]}
 
 
 def test_gold_answers_are_small_non_negative_integers(train):

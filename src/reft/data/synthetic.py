@@ -6,8 +6,9 @@ that reaches the answer. Each template family lists candidate *paths* (step orde
 ``k*a + k*b`` vs ``k*(a+b)``, subtracting before or after summing, dividing before or
 after multiplying); a path is valid when every step is an integer in [1, 1000) and every
 division exact. The first path is canonical (it defines the gold answer and constraints);
-the annotation is a random valid path. Splits hash a problem's content (every entity and
-number, all of which every phrasing mentions), so train and test never share a problem.
+the annotation is a random valid path. Splits hash a problem's mathematical content (its
+family and numbers, not the names in it), so no test problem has the numbers and answer of
+a training problem under other names.
 """
 
 from __future__ import annotations
@@ -117,8 +118,15 @@ def _run(steps: Sequence[Step], params: Params,
 
 
 
+def content_key(family: str, params: Params) -> tuple:
+    """What determines a problem's programs and answer: its family and its numbers. Names
+    (people, items) change the wording only, so they are left out."""
+    return (family, *(v for v in params.values() if isinstance(v, int)))
+
+
 def split_of(key: tuple) -> str:
-    """``"test"`` or ``"train"``, fixed by a problem's canonical content (stable across runs)."""
+    """``"test"`` or ``"train"``, fixed by a problem's ``content_key`` (stable across runs):
+    a test problem never has the family and numbers of a training problem."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % 10 < 2 else "train"  # ~20% test
 
@@ -130,7 +138,7 @@ def _draw(family: Family, rng: random.Random, split: str,
     for _ in range(100_000):
         params = _sample(family, rng, cap)
         key = (family.name, *params.values())
-        if split_of(key) == split and (values := _run(family.paths[0], params, max_value)) is not None:
+        if split_of(content_key(family.name, params)) == split and (values := _run(family.paths[0], params, max_value)) is not None:
             return params, key, values[-1][2]
     raise RuntimeError(f"family {family.name} almost never yields a valid problem")
 
