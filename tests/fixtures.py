@@ -121,3 +121,44 @@ def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
 def tree_digest(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> content), to show a directory is untouched."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def hand_vote(preds: list[str | None]) -> str | None:
+    """Majority vote written out independently of ``reft.eval.metrics``: the answered
+    prediction agreeing (numbers within 1e-2, else the same text) with the most others;
+    ties go to the earliest. None when no sample answered."""
+    def same(a: str, b: str) -> bool:
+        try:
+            return abs(float(a) - float(b)) <= 1e-2
+        except ValueError:
+            return a.strip() == b.strip()
+
+    answered = [p for p in preds if p is not None]
+    if not answered:
+        return None
+    votes = [sum(same(p, q) for q in answered) for p in answered]
+    return answered[votes.index(max(votes))]
+
+
+def metrics_from_predictions(records: list[dict], k: int) -> dict[str, float]:
+    """top1, vote@k, pass@k (unbiased, Chen et al. 2021) and rerank@k recomputed by hand
+    from the records a ``reft eval`` wrote to predictions.jsonl, trusting only each
+    completion's own ``correct`` flag. Keys for sampled metrics only when samples exist."""
+    n = len(records)
+    out = {"top1": sum(r["correct"] for r in records) / n}
+    if all("samples" in r for r in records):
+        pass_k = vote = 0.0
+        for r in records:
+            preds = [s["pred"] for s in r["samples"]]
+            m, c = len(r["samples"]), sum(s["correct"] for s in r["samples"])
+            pass_k += 1 - math.comb(m - c, k) / math.comb(m, k)
+            v = hand_vote(preds)
+            # a sample's correctness depends only on its answer: the vote is right when a
+            # sample giving that answer is
+            vote += v is not None and any(s["correct"] for s in r["samples"] if s["pred"] == v)
+        out["pass@k"], out["vote@k"] = pass_k / n, vote / n
+    if all("rerank_scores" in r for r in records):
+        picks = [r["rerank_scores"].index(max(r["rerank_scores"])) for r in records]
+        out["rerank@k"] = sum(r["samples"][i]["correct"] for r, i in zip(records, picks,
+                                                                          strict=True)) / n
+    return out

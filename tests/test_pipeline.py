@@ -15,6 +15,7 @@ import yaml
 
 from reft.errors import UserError
 from reft.pipeline import load_pipeline, main, parse_pipeline
+from tests.fixtures import metrics_from_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -70,6 +71,10 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
+def read_predictions(eval_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines()]
+
+
 def mtime(path: Path) -> int:
     return (path / "model.safetensors").stat().st_mtime_ns
 
@@ -78,9 +83,13 @@ def check_results(out: Path, methods: list[str], k: int) -> dict:
     results = json.loads((out / "results.json").read_text())
     assert set(results) >= {"methods", "n_test", "seed", "wall_s", "k", "stages"}
     assert list(results["methods"]) == ["warmup", *methods]
-    for row in results["methods"].values():
-        assert 0.0 <= row["top1"] <= 1.0
-        assert ("vote@k" in row) == (k > 0)
+    for name, row in results["methods"].items():
+        assert ("vote@k" in row) == (k > 0) and ("pass@k" in row) == (k > 0)
+        # each accuracy is what the method's written predictions give by hand
+        records = read_predictions(out / name / "eval")
+        assert len(records) == results["n_test"]
+        expected = metrics_from_predictions(records, k)
+        assert {m: row[m] for m in expected} == pytest.approx(expected, abs=1e-12), name
     assert results["k"] == k and results["n_test"] > 0 and results["wall_s"] > 0
     for name in ["warmup", *methods]:
         stage = results["stages"][name]
@@ -185,7 +194,7 @@ def test_ci_config_runs_on_real_svamp(tmp_path, shared_data, python):
     r = cli(python, "pipeline", str(path), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     results = check_results(tmp_path / "ci", ["sft", "reft"], k=2)
-    assert results["n_test"] == 32 and results["methods"]["reft"]["pass@k"] >= 0
+    assert results["n_test"] == 32 and results["k"] == 2  # pass@k and vote@k checked above
     assert "pipeline: reft: finished" in r.stdout
     assert "ReFT" in (tmp_path / "ci" / "results.md").read_text()
 
@@ -245,10 +254,15 @@ def test_reranker_trained_on_samples_gives_rerank_at_k(tmp_path, capsys, one_thr
     assert len(samples) == 24 and all(len(r["samples"]) == 3 for r in samples)
     assert yaml.safe_load((out / "reranker/config.yaml").read_text())["model"].endswith("warmup/final")
     results = json.loads((out / "results.json").read_text())
-    assert 0.0 <= results["methods"]["warmup"]["rerank@k"] <= 1.0
     assert list(results["stages"]) == ["model", "warmup", "reranker"]
-    preds = [json.loads(line) for line in (out / "warmup/eval/predictions.jsonl").open()]
+    preds = read_predictions(out / "warmup/eval")
     assert all(len(p["rerank_scores"]) == 2 for p in preds)
+    # rerank@k: the correctness of each question's highest-scored sample, averaged (and the
+    # other accuracies from the same predictions)
+    expected = metrics_from_predictions(preds, k=2)
+    assert expected.keys() == {"top1", "vote@k", "pass@k", "rerank@k"}
+    row = results["methods"]["warmup"]
+    assert {m: row[m] for m in expected} == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.slow

@@ -24,10 +24,24 @@ def test_nl_scores_by_hand():
 
 
 def test_judge_fields():
-    got = judge(
-        ["Therefore, the answer is: 203", "Therefore, the answer is: 3 apples"], ["203.0", "4"]
-    )
-    assert got == [Judgement("203", True, 1.0), Judgement("3 apples", False, 0.1)]
+    got = judge(["Therefore, the answer is: 203", "x\nTherefore, the answer is: 3"], ["203.0", "4"])
+    assert got == [Judgement("203", True, 1.0), Judgement("3", False, 0.1)]
+
+
+@pytest.mark.parametrize(
+    ("parser", "expected"),
+    [
+        # "3 apples" / "$4" / "1,000" / "2 + 2 = 4" / "<4>." / "4" without a trigger
+        ("default", [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]),
+        ("release", [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+        ("lenient", [0.1, 1.0, 0.1, 0.0, 1.0, 0.0]),
+    ],
+)
+def test_parser_decides_what_is_an_answer(parser, expected):
+    t = "x\nTherefore, the answer is: "
+    completions = [t + "3 apples", t + "$4", t + "1,000", t + "2 + 2 = 4",
+                   "x\nTherefore, the answer is <4>.", "4"]
+    assert score(completions, ["4"] * 6, parser=parser) == expected
 
 
 def test_partial_reward_is_configurable():
@@ -35,14 +49,19 @@ def test_partial_reward_is_configurable():
     assert score(["Therefore, the answer is: 9"], ["8"], partial=0.5) == [0.5]
 
 
-def test_multiple_choice():
-    completions = [
-        "Therefore, the answer is: c",
-        "Therefore, the answer is: (B)",
-        "Therefore, the answer is: 38",
-        "nothing",
-    ]
-    assert score(completions, ["c", "c", "c", "c"], task="mc") == [1.0, 0.1, 0.0, 0.0]
+@pytest.mark.parametrize(
+    ("parser", "expected"),
+    [
+        ("default", [1.0, 0.1, 0.0, 0.0, 0.0, 1.0]),
+        # the release: any text is an answer, right only when it is the gold letter
+        ("release", [1.0, 0.1, 0.1, 0.1, 0.1, 0.1]),
+        ("lenient", [1.0, 0.1, 1.0, 0.0, 0.0, 1.0]),
+    ],
+)
+def test_multiple_choice(parser, expected):
+    t = "x\nTherefore, the answer is: "
+    completions = [t + "c", t + "b", t + "(C)", t + "38", "nothing", "x\nTherefore, the answer is <c>."]
+    assert score(completions, ["c"] * 6, task="mc", parser=parser) == expected
 
 
 def test_empty_batch():
@@ -73,13 +92,19 @@ def fake_sandbox(monkeypatch):
         "prog_none": SimpleNamespace(value=None, error=None),
         "prog_text": SimpleNamespace(value="banana", error=None),
         "prog_letter": SimpleNamespace(value="c", error=None),
+        "prog_paren": SimpleNamespace(value="(c)", error=None),
+        "prog_dollars": SimpleNamespace(value="5 dollars", error=None),
+        "prog_str_num": SimpleNamespace(value="8", error=None),
         "prog_nan": SimpleNamespace(value=float("nan"), error=None),
         "prog_bool": SimpleNamespace(value=True, error=None),
     }
 
     def run_programs(programs, timeout_s=3.0):
-        calls.append((list(programs), timeout_s))
-        return [outcomes[p] for p in programs]
+        # each arrives behind the release's prelude (reft.rewards.release_source): its last
+        # line is its name
+        names = [p.rsplit("\n", 1)[-1] for p in programs]
+        calls.append((names, timeout_s))
+        return [outcomes[name] for name in names]
 
     module = types.ModuleType("reft.sandbox")
     module.run_programs = run_programs
@@ -113,6 +138,18 @@ def test_python_multiple_choice(fake_sandbox):
     assert score(
         ["prog_letter", "prog_letter", "prog_ok"], ["c", "a", "c"], task="mc", cot="python"
     ) == [1.0, 0.1, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("parser", "numeric", "mc"),
+    [("default", [0.0, 1.0, 1.0], [0.0, 1.0]), ("release", [0.0, 1.0, 1.0], [0.1, 1.0]),
+     ("lenient", [1.0, 1.0, 1.0], [1.0, 1.0])],
+)
+def test_python_returned_values_are_read_by_the_parser(fake_sandbox, parser, numeric, mc):
+    assert score(["prog_dollars", "prog_str_num", "prog_int"], ["5", "8", "8"], cot="python",
+                 parser=parser) == numeric
+    assert score(["prog_paren", "prog_letter"], ["c", "c"], task="mc", cot="python",
+                 parser=parser) == mc
 
 
 def test_python_without_sandbox_raises_not_implemented(monkeypatch):

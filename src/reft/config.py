@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reft.answers import PARSERS
+
 PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"
 
 
@@ -20,6 +22,8 @@ class DataArgs:
     """Chain-of-thought style: nl (text ending 'Therefore, the answer is: X') or python (a program)."""
     task: str = "numeric"
     """Answer type: numeric (compare numbers with tolerance 1e-2) or mc (multiple-choice letter a-e)."""
+    answer_parser: str = "default"
+    """How answers are read, by the reward and every eval metric alike: default (the ReFT release's rule, float() of the text after the last 'Therefore, the answer is: ' line, plus its data's '<203>.' form), release (exactly the release's rule) or lenient (also '$18', '1,000', '18 dollars'). See docs/answers.md."""
     data_format: str = "auto"
     """How to read data files: auto, gsm8k (original JSON lines), reft (ReFT JSON array), hf (any datasets source)."""
     columns: str = ""
@@ -33,11 +37,16 @@ class DataArgs:
     seed: int = 0
     """Random seed (data order, sampling, initialisation)."""
     dtype: str = "auto"
-    """Model weights dtype: auto (fp32 on CPU, bf16 on GPU when supported), float32, bfloat16, float16."""
+    """Weights dtype for inference and frozen copies (reference model, LoRA base): auto (bf16 on a GPU with native bf16, else fp32), float32, bfloat16, float16. Trained weights are always fp32."""
+    eos_token_id: int | None = None
+    """Token id that ends a target and stops sampling (unset: the tokenizer's eos, else the one the model's config.json/generation_config.json names). Needed when neither names one; the ReFT release sets 2 for every model (</s> of CodeLlama and Galactica)."""
+    pad_token_id: int | None = None
+    """Token id batches are padded with (unset: the tokenizer's pad, else the model config's, else the eos; masks never depend on it). The ReFT release sets 1."""
 
     CHOICES = {
         "cot": ("nl", "python"),
         "task": ("numeric", "mc"),
+        "answer_parser": tuple(PARSERS),
         "data_format": ("auto", "gsm8k", "reft", "hf"),
         "dtype": ("auto", "float32", "bfloat16", "float16"),
     }
@@ -66,7 +75,7 @@ class TrainArgs(DataArgs):
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     mixed_precision: str = "auto"
-    """Accelerate mixed precision: auto (bf16 on a GPU that supports it, else no), no, bf16, fp16."""
+    """Compute precision (autocast; weights stay fp32 masters): auto (bf16 on a GPU with native bf16, else no), no, bf16 (GPU or CPU), fp16 (GPU)."""
 
     CHOICES = {**DataArgs.CHOICES, "mixed_precision": ("auto", "no", "bf16", "fp16")}
 
@@ -109,7 +118,7 @@ class GenArgs:
     batch_size: int = 64
     """Prompts per generation batch."""
     timeout_s: float = 3.0
-    """Time limit for each model-written program (cot=python)."""
+    """Wall-clock limit in seconds for each model-written program (cot=python); one that runs past it answers nothing. The release allows 10 s (2 s in its later small-model RL script); reft keeps 3 s: the 3043 SVAMP programs take at most 16 ms in the sandbox and sympy solves about 55 ms, while a program that never ends holds a worker, and so the whole scoring step, for the full limit (docs/answers.md)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ class PPOConfig(GenArgs, TrainArgs):
     """Value-function clip range."""
     vf_coef: float = 5.0
     """Value loss coefficient."""
+    loss_agg: str = "seq-mean-token-mean"
+    """How token losses become one: seq-mean-token-mean (mean per response, then over responses; the release), token-mean or seq-mean-token-sum."""
     value_lr: float | None = None
     """Learning rate of the value head or separate critic (unset: --lr, as in the paper)."""
     whiten_advantages: bool = True
@@ -190,6 +201,8 @@ class PPOConfig(GenArgs, TrainArgs):
         "estimator": ("gae", "grpo", "rloo"),
         "critic": ("shared", "separate"),
         "kl_mode": ("reward", "loss"),
+        # reft.algorithms.LOSS_AGG_MODES, spelled out: importing it would import torch
+        "loss_agg": ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum"),
     }
 
     @property
@@ -230,22 +243,23 @@ class SelfTrainConfig(SFTConfig):
     gen_batch_size: int = 64
     """Sequences per generation batch."""
     timeout_s: float = 3.0
-    """Time limit for each model-written program (cot=python)."""
+    """Wall-clock limit in seconds for each model-written program (cot=python); one that runs past it answers nothing. The release allows 10 s (2 s in its later small-model RL script); reft keeps 3 s: the 3043 SVAMP programs take at most 16 ms in the sandbox and sympy solves about 55 ms, while a program that never ends holds a worker, and so the whole scoring step, for the full limit (docs/answers.md)."""
     mode: str = "offline"
-    """offline: sample k CoTs per question from --model, keep correct distinct ones, SFT on data + them.
-    online: the RL loop's sampling, but the update is the NLL of correct samples (+ the gold CoT)."""
+    """offline: sample k CoTs per question from --model, keep at most --max-per-question correct distinct ones, then continue SFT from --model on the data + them (--epochs, --lr as SFT). The release (train_sl_model.py, exps/paper_exps/OffSL) samples 100 per question from the warm-up model and keeps at most 10, like reft, but fine-tunes the base model (CodeLlama/Galactica), not the warm-up, for 20 epochs at lr 1e-5; to match it, sample into OUT/samples.jsonl with the warm-up and pass the base model as --model. online (the release's train_rl_sl.py): each step samples --samples-per-question CoTs per question with the current policy and takes --updates-per-batch optimizer steps on 1/2 NLL(correct samples) + 1/2 NLL(gold CoTs), each a token mean over the global batch; default lr 3e-7 for real models (the release's), as ReFT."""
     k: int = 4
-    """Offline: samples per training question."""
+    """Offline: samples per training question (the release: 100; the default is small for quick runs)."""
     max_per_question: int = 4
-    """Offline: at most this many distinct correct samples kept per question."""
+    """Offline: at most this many distinct correct samples kept per question (the release: 10, its self_learning_samples). reft drops a sample equal to the gold CoT (always trained on) before counting; the release counts it among the 10."""
     samples_per_question: int = 1
-    """Online: samples per question per step."""
+    """Online: samples per question per step (the release: 1)."""
     rollout_batch_size: int = 32
-    """Online: questions per step per process."""
+    """Online: questions per step per process (the release: 4 per GPU x 8 GPUs = 32 in all)."""
+    updates_per_batch: int = 2
+    """Online: optimizer steps on each sampled batch, the same samples and gold CoTs each time (the release: 2, its ppo_epochs)."""
     max_steps: int = 0
     """Online: stop after this many steps (0 = run all epochs)."""
     include_gold: bool = True
-    """Online: add the annotated CoT of each question to the update."""
+    """Online: add the annotated CoTs of the questions, as the release: the loss is 1/2 NLL(correct samples) + 1/2 NLL(gold). Without: the token-mean NLL of the correct samples alone (a step with none is skipped)."""
     out: str = "runs/selftrain"
     """Run directory."""
 

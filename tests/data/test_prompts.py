@@ -9,6 +9,7 @@ from reft.data import Example
 from reft.data.prompts import (
     build_prompt,
     build_target,
+    cut_at_blank_line,
     format_answer,
     full_program,
     program_body,
@@ -111,11 +112,45 @@ def test_program_body_headers(program, body):
 
 
 def test_program_with_a_preamble_is_kept_whole_and_still_runs():
-    program = "import math\n\n\ndef solution():\n    return math.floor(7.5)"
+    program = "import math\ndef solution():\n    return math.floor(7.5)"
     ex = Example("p", Q, "7", program)
     assert build_target(ex, "python") == program
     # the header's empty stub is replaced by the program's own solution()
     assert run(program_from_completion(Q, build_target(ex, "python"))) == 7
+
+
+def test_a_preamble_with_blank_lines_is_cut_as_in_the_release():
+    # the release keeps a program's lines up to the first blank one: here only the import,
+    # so solution() is the header's empty stub (no answer)
+    program = "import math\n\n\ndef solution():\n    return math.floor(7.5)"
+    assert build_target(Example("p", Q, "7", program), "python") == program
+    assert program_from_completion(Q, program) == python_header(Q) + "import math"
+    assert run(program_from_completion(Q, program)) is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "kept"),
+    [
+        # a second program after a blank line would replace the first one's solution()
+        ("    return 3 + 4\n\ndef solution():\n    return 99\n", "    return 3 + 4"),
+        # a whitespace-only line is blank too; junk after it would not even compile
+        ("    x = 3 + 4\n    return x\n    \nThe answer is 7.", "    x = 3 + 4\n    return x"),
+        ("    return 3 + 4\n\t\n\nprint(solution())", "    return 3 + 4"),
+        ("    return 3 + 4\n", "    return 3 + 4"),
+    ],
+)
+def test_completion_ends_at_its_first_blank_line(completion, kept):
+    program = program_from_completion(Q, completion)
+    assert program == python_header(Q) + kept
+    assert run(program) == 7
+    assert cut_at_blank_line(program) == program
+
+
+def test_a_blank_line_in_the_question_docstring_is_not_a_cut():
+    question = "Tom has 3 apples.\n\nHe buys 4 more. How many now?"
+    program = program_from_completion(question, "    return 3 + 4\n\nThat is 7 apples.")
+    assert program == python_header(question) + "    return 3 + 4"
+    assert run(program) == 7
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,98 @@ def test_zero3_reference_is_not_used_without_deepspeed(tiny_model_dir, monkeypat
     assert _zero3_inference(model, acc) is model
     ref = _reference(cfg, None, acc)
     assert not ref.training and not any(p.requires_grad for p in ref.parameters())
+
+
+# --------------------------------------- training commands under a DeepSpeed plugin (issue 17)
+
+
+class _Prepared(Exception):
+    """Raised by ``_DeepSpeedRun.prepare``: the run got as far as building the engine."""
+
+
+class _DeepSpeedRun:
+    """A real CPU Accelerator seen through a DeepSpeed plugin: what reft reads of the engine
+    comes from the plugin, the rest (device, rank, barriers) from the real one. ``prepare``
+    stops the run with the micro-batch DeepSpeed would be built with: without a DataLoader
+    Accelerate refuses one left at "auto", and DeepSpeed is not installed to go further."""
+
+    def __init__(self, real, plugin):
+        from accelerate.utils import DistributedType
+
+        self._real = real
+        self.state = _FakeState(plugin)
+        self.distributed_type = DistributedType.DEEPSPEED
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def prepare(self, *args):
+        raise _Prepared(self.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"])
+
+
+def _under_deepspeed(monkeypatch, module, name: str) -> None:
+    """Make ``module`` (a training module) build its accelerator under the plugin ``name``."""
+    from reft.training.common import make_accelerator
+
+    plugin = _plugin(name)
+    monkeypatch.setattr(module, "make_accelerator", lambda cfg: _DeepSpeedRun(make_accelerator(cfg), plugin))
+
+
+def _samples_file(path: Path) -> Path:
+    import json
+
+    text = "Tom has 3 * 12 = 36 pens.\nTherefore, the answer is: 36"
+    rows = [{"id": f"q{i}", "question": f"Tom has {i} boxes of 12 pens. How many pens?",
+             "samples": [{"completion": text, "correct": i == 3},
+                         {"completion": text.replace("36", "37"), "correct": False}]}
+            for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_reranker_training_fills_deepspeeds_micro_batch(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """``reft reranker train`` under DeepSpeed reaches the engine with its micro-batch set
+    (left "auto", Accelerate's prepare raises), and refuses LoRA under ZeRO-3 in one line."""
+    import reft.training.reranker as reranker
+    from tests.fixtures import error_lines, reft_main
+
+    args = ["reranker", "train", "--model", tiny_model_dir, "--samples", _samples_file(tmp_path / "s.jsonl"),
+            "--batch-size", 3, "--mixed-precision", "no"]
+    _under_deepspeed(monkeypatch, reranker, "deepspeed_zero2")
+    with pytest.raises(_Prepared) as reached:
+        reft_main(capsys, *args, "--out", tmp_path / "full")
+    assert reached.value.args == (3,)
+
+    _under_deepspeed(monkeypatch, reranker, "deepspeed_zero3")
+    rc, _, err = reft_main(capsys, *args, "--lora-r", 4, "--out", tmp_path / "lora")
+    assert rc == 2 and len(error_lines(err)) == 1, err
+    assert "LoRA with sharded parameters" in err
+    assert not (tmp_path / "lora").exists()  # refused before the run directory is made
+
+
+@pytest.mark.parametrize("stage, critic, estimator, refused", [
+    (3, "separate", "gae", True),
+    (2, "separate", "gae", False),   # ZeRO-2: every process holds the whole policy to copy
+    (3, "shared", "gae", False),
+    (3, "separate", "grpo", False),  # value-free: no critic is built
+])
+def test_ppo_refuses_a_separate_critic_under_zero3(stage, critic, estimator, refused, tiny_model_dir,
+                                                   tiny_data, tmp_path, monkeypatch, capsys):
+    """The separate critic is a deepcopy of the policy, which under ZeRO-3 holds only this
+    process's shards: refused in one line before anything loads."""
+    import reft.training.ppo as ppo
+    from tests.fixtures import error_lines, reft_main
+
+    _under_deepspeed(monkeypatch, ppo, f"deepspeed_zero{stage}")
+    args = ["ppo", "--model", tiny_model_dir, "--train-file", tiny_data.train, "--critic", critic,
+            "--estimator", estimator, "--samples-per-question", 2, "--mini-batch-size", 4,
+            "--mixed-precision", "no", "--out", tmp_path / "ppo"]
+    if not refused:
+        with pytest.raises(_Prepared) as reached:
+            reft_main(capsys, *args)
+        assert reached.value.args == (4,)
+        return
+    rc, _, err = reft_main(capsys, *args)
+    assert rc == 2 and len(error_lines(err)) == 1, err
+    assert "--critic separate" in err and "ZeRO-3" in err
+    assert not (tmp_path / "ppo").exists()

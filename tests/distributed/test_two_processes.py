@@ -85,7 +85,8 @@ def test_sft_two_processes_reach_the_weights_of_one(runs, tiny_model_dir):
 @pytest.mark.parametrize("run", ["ppo", "ppo_lora"])
 def test_ppo_two_processes_reach_the_weights_of_one(run, runs, tiny_model_dir):
     """Each process samples its questions with per-question seeds, whitens globally and
-    weights its token-mean losses by its share of the global tokens."""
+    weights its losses by its share of the global mini-batch's responses (the default
+    per-response aggregation) or tokens."""
     from safetensors.torch import load_file
 
     one, two = runs

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.fixtures import N_TEST, reft_main, run_reft
+from tests.fixtures import N_TEST, hand_vote, metrics_from_predictions, reft_main, run_reft
 
 
 def _read(out):
@@ -22,8 +22,11 @@ def test_eval_cli_top1_and_k_samples(tmp_path, tiny_model_dir, tiny_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary, records = _read(tmp_path / "ev")
     assert summary["n"] == N_TEST and summary["k"] == 3
-    for key in ("top1", "vote@k", "pass@k"):
-        assert 0 <= summary[key] <= 1
+    # every metric is what the written predictions give by hand
+    expected = metrics_from_predictions(records, k=3)
+    assert {k: summary[k] for k in expected} == pytest.approx(expected, abs=1e-12)
+    assert [r["vote"] for r in records] == [hand_vote([s["pred"] for s in r["samples"]])
+                                            for r in records]
     assert summary["settings"]["max_new_tokens"] == 16
     assert len(records) == N_TEST
     assert len({r["id"] for r in records}) == N_TEST
@@ -45,8 +48,8 @@ def test_eval_on_real_gsm8k(tmp_path, tiny_model_dir, shared_data, capsys):
                            "--max-new-tokens", 16, "--out", out)
     assert rc == 0, err
     summary, records = _read(out)
-    assert summary["n"] == 20 and 0 <= summary["top1"] <= 1
-    assert len(records) == 20
+    assert summary["n"] == 20 and len(records) == 20
+    assert summary["top1"] == sum(r["correct"] for r in records) / 20
     # GSM8K golds are read from the '#### N' line
     assert all(r["gold"] and "####" not in r["gold"] for r in records)
 
@@ -93,3 +96,60 @@ def test_gold_completions_score_as_correct(cot, tiny_data, monkeypatch):
     assert summary["n"] == N_TEST
     assert summary["top1"] == summary["vote@k"] == summary["pass@k"] == 1.0
     assert [r["pred"] for r in records] == [e.answer for e in examples]
+
+
+def test_eval_cli_metrics_on_controlled_completions(tmp_path, tiny_model_dir, tiny_data, capsys,
+                                                    monkeypatch):
+    """``reft eval --k 3 --rerank`` with the completions and reranker scores fixed per
+    question, so every metric in eval.json is known by hand. R = right answer, W / W2 = two
+    different wrong answers, N = no answer; the reranker scores the samples 0, 2, 1."""
+    import reft.eval.runner as runner
+    import reft.rollout.sampler as sampler
+    from reft.data import load_examples
+    from reft.data.prompts import ANSWER_TRIGGER, build_prompt
+
+    examples = load_examples(str(tiny_data.test))
+    assert len(examples) == 6
+    plan = [  # greedy, samples          top1  vote           pass@3  rerank (2nd sample)
+        ("R", ["R", "R", "W"]),   # q0    1     R (2 of 3)     1       1
+        ("W", ["W", "W", "R"]),   # q1    0     W (2 of 3)     1       0
+        ("W", ["N", "N", "R"]),   # q2    0     R (only one)   1       0
+        ("N", ["W", "N", "N"]),   # q3    0     W              0       0
+        ("W", ["N", "N", "N"]),   # q4    0     none           0       0
+        ("R", ["R", "W", "W2"]),  # q5    1     R (tie: first) 1       0
+    ]
+
+    def text(e, kind):
+        if kind == "N":
+            return "I do not know."
+        value = {"R": float(e.answer), "W": float(e.answer) + 1000, "W2": float(e.answer) + 2000}
+        return f"So it is that.\n{ANSWER_TRIGGER} {value[kind]:g}"
+
+    by_prompt = {build_prompt(e.question): (e, p) for e, p in zip(examples, plan, strict=True)}
+
+    def generate(model, tokenizer, prompts, *, num_samples=1, greedy=False, **kw):
+        texts = [text(e, g) if greedy else text(e, s[j])
+                 for e, (g, s) in map(by_prompt.get, prompts) for j in range(num_samples)]
+        return sampler.Generations([[1]] * len(texts), [[2]] * len(texts), texts,
+                                   [False] * len(texts))
+
+    def load_reranker(path):
+        return lambda prompts, completions: [(0.0, 2.0, 1.0)[i % 3] for i in range(len(completions))]
+
+    monkeypatch.setattr(sampler, "generate", generate)
+    monkeypatch.setattr(runner, "load_reranker", load_reranker)
+    out = tmp_path / "ev"
+    rc, _, err = reft_main(capsys, "eval", "--model", tiny_model_dir, "--test-file", tiny_data.test,
+                           "--k", 3, "--rerank", tmp_path / "rr", "--out", out)
+    assert rc == 0, err
+    summary, records = _read(out)
+    assert (summary["n"], summary["k"]) == (6, 3)
+    assert summary["top1"] == pytest.approx(2 / 6)
+    assert summary["vote@k"] == pytest.approx(3 / 6)
+    assert summary["pass@k"] == pytest.approx(4 / 6)
+    assert summary["rerank@k"] == pytest.approx(1 / 6)
+    assert [r["correct"] for r in records] == [g == "R" for g, _ in plan]
+    assert [[s["correct"] for s in r["samples"]] for r in records] == [
+        [x == "R" for x in s] for _, s in plan]
+    expected = metrics_from_predictions(records, k=3)
+    assert {k: summary[k] for k in expected} == pytest.approx(expected, abs=1e-12)

@@ -49,14 +49,47 @@ def test_vote_tolerance_is_against_group_first_member():
     assert majority_vote(["1.0", "1.016", "1.008"]) == "1.0"
 
 
-def test_vote_non_numeric_exact_text():
-    assert majority_vote(["b", "a", "a"], numeric=False) == "a"
-    # with numeric=False "18" and "18.0" are different answers -> tie -> first
-    assert majority_vote(["18", "18.0"], numeric=False) == "18"
+def test_vote_letters():
+    assert majority_vote(["b", "a", "a"], task="mc") == "a"
+    # numbers are no answer to a multiple-choice question: they do not vote
+    assert majority_vote(["18", "18.0"], task="mc") is None
 
 
-def test_vote_mixed_numbers_and_text():
-    assert majority_vote(["x", "3", "3.0", "x", "x"]) == "x"
+def test_vote_unparsable_answers_do_not_vote():
+    # "x" is no number: 3 and 3.0 are the only votes
+    assert majority_vote(["x", "3", "3.0", "x", "x"]) == "3"
+
+
+def test_vote_over_values_not_strings():
+    # lenient: "18", "18 dollars" and "$18" are 3 votes for 18 against 1 for 5 (raw strings
+    # would be four singletons, and the tie would go to "5")
+    assert majority_vote(["5", "18", "18 dollars", "$18"], parser="lenient") == "18"
+    # default reads "18 dollars" and "$18" as no answer (float() fails): 1 vote each, tie -> "5"
+    assert majority_vote(["5", "18", "18 dollars", "$18"]) == "5"
+
+
+def test_vote_letters_ignore_case_and_brackets():
+    # lenient: "(C)" and "c" are both c: 2 votes beat "b"; the first spelling is returned
+    assert majority_vote(["b", "(C)", "c"], task="mc", parser="lenient") == "(C)"
+    assert majority_vote(["b", "C", "c"], task="mc") == "C"
+
+
+def test_vote_release_drops_mc_answers_longer_than_one_letter():
+    # sampling.py votes only one-character MathQA answers: "(c)" x2 do not count
+    assert majority_vote(["(c)", "b", "(c)"], task="mc", parser="release") == "b"
+
+
+def test_vote_tie_goes_to_first_seen_value():
+    # Counter.most_common order: 7 (2 votes, seen first) and 9 (2 votes) tie -> 7
+    assert majority_vote(["7", "9", "9.0", "7.004"]) == "7"
+    assert majority_vote(["9.0", "7", "7", "9"]) == "9.0"
+    assert majority_vote(["c", "(a)", "a", "C"], task="mc", parser="lenient") == "c"
+
+
+def test_vote_reads_with_the_parser_it_is_given():
+    preds = ["<6%>.", "6", "7"]
+    assert majority_vote(preds) == "<6%>."  # default: <6%>. is 6, 2 votes
+    assert majority_vote(preds, parser="release") == "6"  # release: "<6%>." is no answer; tie
 
 
 # --- pass_at_k -----------------------------------------------------------------------
@@ -181,4 +214,8 @@ def test_summarize_empty():
 def test_summarize_fractions_in_unit_interval():
     out = summarize([{"greedy_correct": True, "sample_correct": [True],
                       "vote_correct": True, "rerank_correct": True}])
-    assert all(0.0 <= out[key] <= 1.0 for key in ("top1", "vote@k", "pass@k", "rerank@k"))
+    assert out == {"n": 1, "top1": 1.0, "vote@k": 1.0, "pass@k": 1.0, "rerank@k": 1.0, "k": 1}
+    # and all-wrong is all zeros, not negative
+    out = summarize([{"greedy_correct": False, "sample_correct": [False, False],
+                      "vote_correct": False, "rerank_correct": False}])
+    assert out == {"n": 1, "top1": 0.0, "vote@k": 0.0, "pass@k": 0.0, "rerank@k": 0.0, "k": 2}

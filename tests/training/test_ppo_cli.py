@@ -57,12 +57,19 @@ def ppo_run(tmp_path_factory, tiny_model_dir, tiny_data):
 
 
 @pytest.mark.slow
-def test_ppo_metrics(ppo_run):
+def test_ppo_metrics(ppo_run, tiny_model_dir, tiny_data, tmp_path, capsys):
     rows = read_metrics(ppo_run)
     _check_step_rows(rows, 2, STEP_KEYS | VALUE_KEYS)
     evals = [(r["step"], r["eval/top1"]) for r in rows if "eval/top1" in r]
     assert [s for s, _ in evals] == [0, 2]  # before training, then every --eval-every steps
-    assert all(0 <= acc <= 1 for _, acc in evals)
+    # periodic eval is greedy top-1 on the first --eval-examples test questions: what
+    # ``reft eval`` gives for the model of that step (the warm-up, then the final policy)
+    for (step, acc), model in zip(evals, [tiny_model_dir, ppo_run / "final"], strict=True):
+        out = tmp_path / f"eval-{step}"
+        rc, _, err = reft_main(capsys, "eval", "--model", model, "--test-file", tiny_data.test,
+                               "--max-examples", 2, "--max-new-tokens", 16, "--out", out)
+        assert rc == 0, err
+        assert acc == json.loads((out / "eval.json").read_text())["top1"], step
 
 
 @pytest.mark.slow

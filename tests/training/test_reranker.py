@@ -24,6 +24,7 @@ from reft.training.reranker import (
     right_pad,
     train_reranker,
 )
+from tests.fixtures import metrics_from_predictions
 
 Q = "Tom has 3 boxes of 12 pens. He gives away 5 pens. How many pens are left?"
 RIGHT = "3 * 12 = 36 pens.\n36 - 5 = 31 pens are left.\nTherefore, the answer is: 31"
@@ -226,6 +227,11 @@ def test_cli_reranker_train_then_eval_rerank(tiny_dir, tmp_path):
     reft("eval", "--model", str(tiny_dir), "--test-file", str(test), "--k", "2",
          "--rerank", str(tmp_path / "rr"), "--max-new-tokens", "16", "--out", str(tmp_path / "ev"))
     summary = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    assert 0.0 <= summary["rerank@k"] <= 1.0 and summary["k"] == 2
-    for rec in map(json.loads, (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()):
+    assert summary["k"] == 2
+    records = [json.loads(ln) for ln in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    for rec in records:
         assert len(rec["rerank_scores"]) == 2 and all(0 <= s <= 1 for s in rec["rerank_scores"])
+    # rerank@k is the correctness of each question's highest-scored sample, averaged
+    expected = metrics_from_predictions(records, k=2)
+    assert expected.keys() == {"top1", "vote@k", "pass@k", "rerank@k"}
+    assert {m: summary[m] for m in expected} == pytest.approx(expected, abs=1e-12)

@@ -14,7 +14,15 @@ import torch
 from reft.config import SelfTrainConfig
 from reft.data.prompts import build_prompt, build_target, python_header
 from reft.data.records import Example
-from reft.training.selftrain import nll_step, online_batch, select_correct
+from reft.training.selftrain import (
+    ONLINE_LR,
+    local_questions,
+    nll_step,
+    online_batch,
+    online_lr,
+    online_terms,
+    select_correct,
+)
 
 Q = "Tom has 3 boxes of 12 pens. He gives away 5 pens. How many pens are left?"
 GOLD_NL = "Tom has 3 * 12 = 36 pens.\nHe gives away 5, so 36 - 5 = 31 pens are left."
@@ -102,10 +110,36 @@ def test_online_batch_is_every_correct_sample_plus_gold():
     batch = [_nl("q1"), _nl("q2")]
     with_gold = online_batch(recs, batch, SelfTrainConfig(samples_per_question=3, include_gold=True))
     # on-policy: duplicates and a sample equal to the gold CoT all count, as sampled
-    assert [e.cot for e in with_gold] == ["36 - 5 = 31.", "36 - 5 = 31.", GOLD_NL, GOLD_NL, GOLD_NL]
-    assert [e.id for e in with_gold][-2:] == ["q1", "q2"]
+    assert [e.cot for e in with_gold.samples] == ["36 - 5 = 31.", "36 - 5 = 31.", GOLD_NL]
+    assert [e.id for e in with_gold.gold] == ["q1", "q2"]
     without = online_batch(recs, batch, SelfTrainConfig(samples_per_question=3, include_gold=False))
-    assert [e.cot for e in without] == ["36 - 5 = 31.", "36 - 5 = 31.", GOLD_NL]
+    assert without.samples == with_gold.samples and without.gold == []
+
+
+def test_online_terms_are_the_releases_halves():
+    b = online_batch([], [_nl("q1")], SelfTrainConfig())
+    assert online_terms(b, SelfTrainConfig()) == [([], 0.5), ([_nl("q1")], 0.5)]
+    assert online_terms(b._replace(gold=[]), SelfTrainConfig(include_gold=False)) == [([], 1.0)]
+
+
+def test_a_short_last_batch_is_topped_up_only_in_lock_step():
+    gb = [7, 3, 5]  # a last global batch of 3 questions for 2 processes x 2
+    assert local_questions(gb, 0, 2, 2, fill=False) == ([7, 3], 2)
+    assert local_questions(gb, 1, 2, 2, fill=False) == ([5], 1)
+    assert local_questions(gb, 1, 2, 2, fill=True) == ([5, 7], 1)
+    assert local_questions([4], 1, 2, 2, fill=True) == ([4, 4], 0)
+    assert local_questions([4], 1, 2, 2, fill=False) == ([], 0)
+
+
+def test_online_lr_is_the_releases_for_real_models():
+    from tests.tiny import tiny_model_and_tokenizer
+
+    model, _ = tiny_model_and_tokenizer()  # a Llama without reft's tiny-model mark: "real"
+    assert ONLINE_LR == 3e-7
+    assert online_lr(SelfTrainConfig(), model) == 3e-7
+    assert online_lr(SelfTrainConfig(lr=1e-4), model) == 1e-4
+    model.config.reft_tiny = True
+    assert online_lr(SelfTrainConfig(), model) == SelfTrainConfig().tiny_lr
 
 
 # ---------------------------------------------------------------- online loss mask
@@ -123,7 +157,8 @@ class _Recorder(torch.optim.Optimizer):
 
 
 def _hand_nll(model, tok, examples: list[Example]) -> torch.Tensor:
-    """Token-mean NLL over the CoT tokens (target + eos) of ``examples``, one sequence at a time."""
+    """Token-mean NLL over the CoT tokens (target + eos) of ``examples``, one sequence at a
+    time: what the release's ``model(input_ids, labels=labels)[0]`` is for one batch."""
     total, count = 0.0, 0
     for e in examples:
         p = tok(build_prompt(e.question))["input_ids"]
@@ -136,43 +171,141 @@ def _hand_nll(model, tok, examples: list[Example]) -> torch.Tensor:
     return total / count
 
 
-@pytest.mark.parametrize(("include_gold", "batch_size"), [(False, 8), (True, 1)])
-def test_online_loss_covers_exactly_the_kept_cot_tokens(include_gold, batch_size):
+def _check_step(model, tok, terms, cfg, expected: torch.Tensor) -> None:
+    """``nll_step`` on ``terms`` steps with the gradient of ``expected`` and returns its value."""
     from accelerate import Accelerator
 
-    from tests.tiny import tiny_model_and_tokenizer
-
-    model, tok = tiny_model_and_tokenizer()
-    recs = [_record("q1", ("36 - 5 = 31." + ANSWER, True), ("a wrong one" + ANSWER.replace("31", "7"), False)),
-            _record("q2", ("nothing right" + ANSWER.replace("31", "2"), False))]
-    batch = [_nl("q1"), _nl("q2")]
-    cfg = SelfTrainConfig(samples_per_question=2, include_gold=include_gold, batch_size=batch_size,
-                          max_grad_norm=1e9)
-    train = online_batch(recs, batch, cfg)
-    kept = [Example("q1", Q, "31", "36 - 5 = 31.")] + (batch if include_gold else [])
-    assert [e.cot for e in train] == [e.cot for e in kept]
-
-    expected = _hand_nll(model, tok, kept)
     expected.backward()
     want = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     opt = _Recorder(model.parameters())
-    loss = nll_step(model, opt, tok, train, cfg, Accelerator(cpu=True))
+    loss = nll_step(model, opt, tok, terms, cfg, Accelerator(cpu=True))
     assert loss == pytest.approx(expected.item(), rel=1e-5)
     (got,) = opt.grads
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
-def test_online_step_without_correct_samples_does_nothing():
+@pytest.mark.parametrize(("include_gold", "batch_size"), [(False, 8), (True, 1), (True, 8)])
+def test_online_loss_is_half_the_samples_nll_plus_half_the_golds(include_gold, batch_size):
+    """The release's step: 1/2 token-mean NLL of the correct samples + 1/2 token-mean NLL of
+    the gold CoTs, each over its own tokens (not one mean over their union)."""
+    from tests.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer()
+    recs = [_record("q1", ("36 - 5 = 31." + ANSWER, True),
+                    ("a wrong one" + ANSWER.replace("31", "7"), False)),
+            _record("q2", ("nothing right" + ANSWER.replace("31", "2"), False))]
+    batch = [_nl("q1"), _nl("q2")]
+    cfg = SelfTrainConfig(samples_per_question=2, include_gold=include_gold, batch_size=batch_size,
+                          max_grad_norm=1e9)
+    train = online_batch(recs, batch, cfg)
+    kept = [Example("q1", Q, "31", "36 - 5 = 31.")]
+    assert [e.cot for e in train.samples] == [e.cot for e in kept]
+    if include_gold:
+        expected = 0.5 * _hand_nll(model, tok, kept) + 0.5 * _hand_nll(model, tok, batch)
+        # the two terms have different token counts: a mean over their union differs
+        union = _hand_nll(model, tok, kept + batch)
+        assert abs(union.item() - expected.item()) > 1e-3
+    else:
+        expected = _hand_nll(model, tok, kept)
+    _check_step(model, tok, online_terms(train, cfg), cfg, expected)
+
+
+def test_online_loss_without_correct_samples_is_half_the_golds():
+    """As the release: with no correct sample the gold term keeps its weight 1/2."""
+    from tests.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer()
+    batch = [_nl("q1"), _nl("q2")]
+    cfg = SelfTrainConfig(max_grad_norm=1e9)
+    train = online_batch([_record("q1", ("no" + ANSWER.replace("31", "2"), False))], batch, cfg)
+    assert train.samples == []
+    _check_step(model, tok, online_terms(train, cfg), cfg, 0.5 * _hand_nll(model, tok, batch))
+
+
+def test_online_step_without_anything_to_learn_does_nothing():
     from accelerate import Accelerator
 
     from tests.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer()
     opt = _Recorder(model.parameters())
-    assert math.isnan(nll_step(model, opt, tok, [], SelfTrainConfig(), Accelerator(cpu=True)))
+    cfg = SelfTrainConfig(include_gold=False)
+    terms = online_terms(online_batch([], [_nl()], cfg), cfg)
+    assert math.isnan(nll_step(model, opt, tok, terms, cfg, Accelerator(cpu=True)))
     assert opt.grads == []
+
+
+def test_online_run_samples_in_lock_step_with_sharded_params(monkeypatch, tmp_path, tiny_model_dir,
+                                                             tiny_data):
+    """With sharded parameters (FSDP) sampling gets an all_done function (lock-step forward
+    passes), as PPO's does under ZeRO-3; without, none. Each sampled batch is trained on
+    --updates-per-batch times."""
+    import reft.rollout.sample_cmd as sample_cmd
+    import reft.training.ppo as ppo
+    import reft.training.selftrain as selftrain
+    from reft.training.selftrain import run_selftrain
+
+    real_sample, real_step = sample_cmd.sample_records, selftrain.nll_step
+    seen: list = []
+    steps: list[float] = []
+
+    def sample_records(model, tok, examples, cfg, k, seeds=None, all_done=None):
+        seen.append((len(examples), all_done))
+        return real_sample(model, tok, examples, cfg, k, seeds, all_done=all_done)
+
+    def nll_step(*args):
+        steps.append(real_step(*args))
+        return steps[-1]
+
+    monkeypatch.setattr(sample_cmd, "sample_records", sample_records)
+    monkeypatch.setattr(selftrain, "nll_step", nll_step)
+    for sharded in (False, True):
+        monkeypatch.setattr(selftrain, "shards_params", lambda acc, s=sharded: s)
+        monkeypatch.setattr(ppo, "shards_params", lambda acc, s=sharded: s)
+        seen.clear()
+        steps.clear()
+        # 8 questions, 3 per step: the third (last) batch holds 2, topped up in lock-step
+        run_selftrain(SelfTrainConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train),
+                                      out=str(tmp_path / f"run{sharded}"), mode="online",
+                                      rollout_batch_size=3, max_new_tokens=4, epochs=1))
+        assert [n for n, _ in seen] == ([3, 3, 3] if sharded else [3, 3, 2])
+        assert all(callable(f) if sharded else f is None for _, f in seen)
+        assert len(steps) == 3 * 2 and all(math.isfinite(x) for x in steps)
+
+
+# ---------------------------------------------------------------- the release's settings
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PAPER_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("ci_"))
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.stem)
+def test_paper_configs_hold_the_releases_self_training_numbers(path):
+    """exps/paper_exps/Sampling + OffSL: 100 samples per question, at most 10 kept, 20 epochs
+    at 1e-5; OnSL: lr 3e-7, one sample per question, two updates on each batch."""
+    from reft.pipeline.spec import load_pipeline
+
+    p = load_pipeline(path)
+    off, on = p.configs["offline_st"], p.configs["online_st"]
+    assert (off.mode, off.k, off.max_per_question, off.epochs, off.lr) == (
+        "offline", 100, 10, 20, 1e-5)
+    assert (on.mode, on.lr, on.samples_per_question, on.updates_per_batch, on.include_gold) == (
+        "online", 3e-7, 1, 2, True)
+    assert on.rollout_batch_size * on.samples_per_question == 32  # 4 per GPU x 8 GPUs
+
+
+def test_help_says_what_the_release_does(capsys):
+    from tests.fixtures import reft_main
+
+    rc, out, _ = reft_main(capsys, "selftrain", "--help")
+    text = " ".join(out.split())
+    assert rc == 0
+    assert "--updates-per-batch" in text and "(the release: 2, its ppo_epochs)" in text
+    assert "samples 100 per question from the warm-up model and keeps at most 10" in text
+    assert "fine-tunes the base model (CodeLlama/Galactica), not the warm-up" in text
+    assert "--eos-token-id" in text and "--pad-token-id" in text
 
 
 # ---------------------------------------------------------------- CLI smoke runs

@@ -17,7 +17,14 @@ here the header is always prompt (so SFT loss covers only model-written code, an
 docstring is always the question, even for the 37 SVAMP programs whose docstring
 was re-punctuated). A reference program that does not open with ``def solution():``
 (e.g. imports or helpers first) is used whole as the target: after the header it
-still runs, because its own ``def solution`` replaces the empty stub.
+still runs, because its own ``def solution`` replaces the empty stub, as long as it has
+no blank line (see below).
+
+A program ends at its first blank line, as in the release (``process_code`` in its
+``src/python_engine.py`` keeps the lines of ``def solution():`` + completion up to the
+first whitespace-only one): what a model writes after one, a second program or junk,
+never counts. ``program_from_completion`` cuts there; ``reft.rewards`` cuts every program
+it runs again, and adds the release's prelude (``import math``, ``import sympy``).
 """
 
 from __future__ import annotations
@@ -98,9 +105,25 @@ def build_target(example: Example, cot: str = "nl") -> str:
     raise ValueError(f"cot must be 'nl' or 'python', got {cot!r}")
 
 
+def cut_at_blank_line(program: str) -> str:
+    """The program as the release runs it: stripped, and cut before its first blank line.
+
+    The release cuts the whole text, header included; here a blank line inside the opening
+    ``def solution():`` docstring (the question's, not the model's) is kept, so a question
+    with one does not fail every program written for it (no shipped question has one).
+    """
+    program = program.strip()
+    m = _DOCSTRING_HEADER.match(program) or _HEADER.match(program)
+    start = m.end() if m else 0
+    lines = program[start:].split("\n")
+    blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
+    return program[:start] + "\n".join(lines[:blank])
+
+
 def program_from_completion(question: str, completion: str) -> str:
-    """The runnable program: the header the prompt ended with, then the model's code."""
-    return python_header(question) + completion
+    """The runnable program: the header the prompt ended with, then the model's code up to
+    its first blank line (``cut_at_blank_line``)."""
+    return cut_at_blank_line(python_header(question) + completion)
 
 
 def full_program(text: str) -> str:

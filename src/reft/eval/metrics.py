@@ -7,50 +7,46 @@ from __future__ import annotations
 
 import math
 
-NUMERIC_TOL = 1e-2
+from reft.answers import DEFAULT_PARSER, TOLERANCE, parse_answer, same_value
+
+NUMERIC_TOL = TOLERANCE
 """Numeric answers within this distance are the same answer (ReFT compares answers
 with ``abs(pred - gold) <= 1e-2``), so "18" and "18.0" vote together."""
 
 
-def _as_number(text: str) -> float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+def majority_vote(preds: list[str | None], task: str = "numeric",
+                  parser: str = DEFAULT_PARSER) -> str | None:
+    """The most common answer among ``preds``, as first written; None when none voted.
 
+    Votes go to parsed values, not strings: each answer text is read with ``parser``
+    (``reft.answers.parse_answer``, as the reward and top-1 read it), so under "lenient"
+    ``"18"``, ``"18.0"``, ``"$18"`` and ``"18 dollars"`` are one vote each for 18, and
+    ``"(C)"`` and ``"c"`` for c. A number joins the first group whose first value is within
+    ``NUMERIC_TOL``; letters group when equal (case was already dropped). ``None`` and
+    texts that do not parse do not vote; for task mc neither does a value longer than one
+    character (release parser: ``"(c)"``), as in the release's sampling.py.
 
-def _same(a: str, b: str, numeric: bool) -> bool:
-    if numeric:
-        x, y = _as_number(a), _as_number(b)
-        if x is not None and y is not None:
-            return abs(x - y) <= NUMERIC_TOL
-    return a.strip() == b.strip()
-
-
-def majority_vote(preds: list[str | None], numeric: bool = True) -> str | None:
-    """The most common answer among ``preds``; None when no sample gave an answer.
-
-    ``None`` entries (unanswered samples) do not vote. With ``numeric``, answers that
-    parse as numbers join the first group whose first member is within ``NUMERIC_TOL``;
-    other strings group by exact text (surrounding whitespace ignored). Ties go to
-    the group seen first, and the group's first answer, as written, is returned.
+    Ties go to the group seen first: the release takes ``Counter.most_common(1)``, whose
+    order among equal counts is insertion order (sampling.py, lines 184-198). The
+    release groups floats by exact equality; here the tolerance groups ``18`` and
+    ``18.004`` too.
     """
-    groups: list[list] = []  # [first answer, votes], in order of first appearance
+    groups: list[list] = []  # [value, first answer as written, votes], in order of appearance
     for pred in preds:
-        if pred is None:
+        value = parse_answer(pred, task, parser)
+        if value is None or (task == "mc" and len(value) != 1):  # type: ignore[arg-type]
             continue
         for group in groups:
-            if _same(group[0], pred, numeric):
-                group[1] += 1
+            if same_value(group[0], value, task):
+                group[2] += 1
                 break
         else:
-            groups.append([pred, 1])
+            groups.append([value, pred, 1])
     best: list | None = None
     for group in groups:
-        if best is None or group[1] > best[1]:  # strict: ties keep the earlier group
+        if best is None or group[2] > best[2]:  # strict: ties keep the earlier group
             best = group
-    return None if best is None else best[0]
+    return None if best is None else best[1]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

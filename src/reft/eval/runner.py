@@ -29,6 +29,7 @@ class EvalSettings:
     k: int = 0
     temperature: float = 1.0
     timeout_s: float = 3.0
+    answer_parser: str = "default"
 
     @classmethod
     def from_config(cls, cfg) -> EvalSettings:
@@ -37,7 +38,8 @@ class EvalSettings:
 
 def judge_texts(texts: list[str], examples: list[Example], s: EvalSettings, repeat: int = 1,
                 partial: float = 0.1):
-    """Extracted answer, correctness and reward of each completion (P-CoT programs are run)."""
+    """Extracted answer, correctness and reward of each completion (P-CoT programs are run),
+    read with ``s.answer_parser``, as every eval metric reads them."""
     from reft.rewards import judge
 
     golds = [e.answer for e in examples for _ in range(repeat)]
@@ -46,7 +48,8 @@ def judge_texts(texts: list[str], examples: list[Example], s: EvalSettings, repe
 
         questions = [e.question for e in examples for _ in range(repeat)]
         texts = [program_from_completion(q, t) for q, t in zip(questions, texts, strict=True)]
-    return judge(texts, golds, task=s.task, cot=s.cot, partial=partial, timeout_s=s.timeout_s)
+    return judge(texts, golds, task=s.task, cot=s.cot, partial=partial, timeout_s=s.timeout_s,
+                 parser=s.answer_parser)
 
 
 def evaluate(
@@ -87,12 +90,13 @@ def evaluate(
         for i, rec in enumerate(records):
             sl = slice(i * s.k, (i + 1) * s.k)
             preds = [j.pred for j in judged[sl]]
-            vote = majority_vote(preds, numeric=s.task == "numeric")
+            vote = majority_vote(preds, s.task, s.answer_parser)
             rec["samples"] = [{"completion": t, "pred": j.pred, "correct": j.correct}
                               for t, j in zip(sampled.texts[sl], judged[sl], strict=True)]
             rec["sample_correct"] = [j.correct for j in judged[sl]]
             rec["vote"] = vote
-            rec["vote_correct"] = vote is not None and is_correct(vote, examples[i].answer, s.task)
+            rec["vote_correct"] = vote is not None and is_correct(vote, examples[i].answer, s.task,
+                                                                  s.answer_parser)
             if scores is not None:
                 pick = rerank_pick(scores[sl])
                 rec["rerank_scores"] = scores[sl]
@@ -144,7 +148,7 @@ def load_reranker(path: str):
 
 def run_eval(cfg: EvalConfig) -> dict:
     from reft.data import load_examples
-    from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
+    from reft.models.loading import ensure_pad_token, load_model, load_tokenizer, token_ids
     from reft.training.common import dist_state, require, setup_threads
 
     require(cfg, "model", "test_file")
@@ -153,7 +157,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     examples = load_examples(cfg.test_file, data_format=cfg.data_format, columns=cfg.columns,
                              task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
                              max_examples=cfg.max_examples)
-    tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
+    tokenizer = ensure_pad_token(load_tokenizer(cfg.model, **token_ids(cfg)))
     model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
     rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
     t0 = time.perf_counter()

@@ -40,9 +40,11 @@ TINY_MARK = "reft_tiny"
 def resolve_dtype(name: str | torch.dtype, device: str | torch.device | None = None) -> torch.dtype:
     """The weights dtype for ``name`` on ``device``.
 
-    ``"auto"`` is bfloat16 on a CUDA device that supports it and float32 everywhere
-    else (CPU, older GPUs: float16 weights are not picked automatically because
-    training them without loss scaling is unstable). ``device=None`` means CPU, the
+    ``"auto"`` is bfloat16 on a CUDA device with native bf16 (a GPU that only emulates it
+    counts as without) and float32 everywhere else (CPU, older GPUs: float16 weights are
+    not picked automatically because they overflow easily). Training never steps weights
+    in this dtype: trainable weights are loaded in float32 (master weights), and this
+    dtype applies to inference and to frozen copies (the reference model, a LoRA base). ``device=None`` means CPU, the
     device ``from_pretrained`` loads onto. Explicit names (``float32``/``fp32``,
     ``bfloat16``/``bf16``, ``float16``/``fp16``) are honoured as given.
     """
@@ -52,12 +54,25 @@ def resolve_dtype(name: str | torch.dtype, device: str | torch.device | None = N
         return name
     if name == "auto":
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        if dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        if dev.type == "cuda" and torch.cuda.is_available() and native_bf16():
             return torch.bfloat16
         return torch.float32
     if name not in _DTYPES:
         raise UserError(f"unknown dtype {name!r} (choose auto, float32, bfloat16 or float16)")
     return getattr(torch, _DTYPES[name])
+
+
+def native_bf16() -> bool:
+    """Whether the current CUDA device computes in bf16 natively (Ampere and later);
+    ``torch.cuda.is_bf16_supported()`` alone also counts emulation."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.3 has no emulation flag: native bf16 is compute capability 8+
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def ensure_pad_token(tokenizer):
@@ -75,22 +90,104 @@ def ensure_pad_token(tokenizer):
         if token is not None:
             tokenizer.pad_token = token
             return tokenizer
-    raise UserError("the tokenizer has no pad, eos or unk token to pad batches with")
+    raise UserError("the tokenizer has no pad, eos or unk token to pad batches with; "
+                    "pass --pad-token-id ID")
 
 
-def load_tokenizer(name_or_path: str | Path, *, ensure_pad: bool = True):
+def load_tokenizer(name_or_path: str | Path, *, ensure_pad: bool = True,
+                   eos_token_id: int | None = None, pad_token_id: int | None = None):
     """``AutoTokenizer`` for a local directory or hub id (``PreTrainedTokenizerBase``).
 
     The padding side is left as the tokenizer was saved: callers that generate pass
-    ``padding_side="left"`` per call instead of changing shared state. With
-    ``ensure_pad`` (the default) a missing pad token is filled in, see
-    :func:`ensure_pad_token`.
+    ``padding_side="left"`` per call instead of changing shared state. The tokenizer
+    always has an eos id afterwards and, with ``ensure_pad`` (the default), a pad id:
+    see :func:`set_special_ids` (``eos_token_id``/``pad_token_id``: ``--eos-token-id``,
+    ``--pad-token-id``; None = the tokenizer's own, else the model config's).
     """
     from transformers import AutoTokenizer
 
     tokenizer = _load("tokenizer", AutoTokenizer.from_pretrained, name_or_path,
                       ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json"))
-    return ensure_pad_token(tokenizer) if ensure_pad else tokenizer
+    return set_special_ids(tokenizer, name_or_path, eos_token_id=eos_token_id,
+                           pad_token_id=pad_token_id, ensure_pad=ensure_pad)
+
+
+def token_ids(cfg: Any) -> dict[str, int | None]:
+    """A config's ``--eos-token-id``/``--pad-token-id``, as :func:`load_tokenizer` keywords."""
+    return {"eos_token_id": getattr(cfg, "eos_token_id", None),
+            "pad_token_id": getattr(cfg, "pad_token_id", None)}
+
+
+def set_special_ids(tokenizer, source: str | Path, *, eos_token_id: int | None = None,
+                    pad_token_id: int | None = None, ensure_pad: bool = True):
+    """Give ``tokenizer`` its eos and pad ids, in place, and return it.
+
+    Each is the id given, else the tokenizer's own, else the one the model config names
+    (``config.json``, then ``generation_config.json`` beside the tokenizer in ``source``):
+    Galactica, for one, ships a tokenizer without eos or pad tokens, its config naming
+    eos 2 and pad 1 (the ids the ReFT release hard-codes). A pad found nowhere is the eos
+    (see :func:`ensure_pad_token`). An eos found nowhere is a one-line UserError naming
+    ``--eos-token-id``: without one, sampling never stops and SFT targets end in None.
+    """
+    found: dict[str, int] | None = None
+
+    def from_config(key: str) -> int | None:
+        nonlocal found
+        if found is None:
+            found = _config_token_ids(source)
+        return found.get(key)
+
+    eos = eos_token_id if eos_token_id is not None else tokenizer.eos_token_id
+    if eos is None:
+        eos = from_config("eos_token_id")
+    if eos is None:
+        raise UserError(f"the tokenizer of {str(source)!r} has no eos token and its model config "
+                        "names none: pass --eos-token-id ID (the token that ends a completion)")
+    _set_token(tokenizer, "eos", eos, given=eos_token_id is not None)
+    pad = pad_token_id
+    if pad is None and ensure_pad and tokenizer.pad_token is None:
+        pad = from_config("pad_token_id")
+    if pad is not None:
+        _set_token(tokenizer, "pad", pad, given=pad_token_id is not None)
+    elif ensure_pad:
+        ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def _set_token(tokenizer, name: str, token_id: int, given: bool) -> None:
+    if getattr(tokenizer, f"{name}_token_id") == token_id:
+        return
+    token = tokenizer.convert_ids_to_tokens(token_id) if 0 <= token_id < len(tokenizer) else None
+    if token is None:
+        flag = f"--{name}-token-id"
+        where = flag if given else f"the model config's {name} id"
+        raise UserError(f"{where} {token_id} is not a token id of this tokenizer "
+                        f"(0 to {len(tokenizer) - 1}); pass {flag} ID")
+    setattr(tokenizer, f"{name}_token", token)
+
+
+def _config_token_ids(source: str | Path) -> dict[str, int]:
+    """The eos and pad ids ``config.json`` names, else ``generation_config.json`` (the
+    first of a list); nothing when neither can be read."""
+    from transformers import AutoConfig, GenerationConfig
+
+    found: dict[str, int] = {}
+    for what, loader, marker in (("model config", AutoConfig.from_pretrained, "config.json"),
+                                 ("generation config", GenerationConfig.from_pretrained,
+                                  "generation_config.json")):
+        try:
+            config = _load(what, loader, source, (marker,))
+        except UserError:
+            continue
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        for key in ("eos_token_id", "pad_token_id"):
+            value = getattr(config, key, None)
+            value = getattr(text, key, None) if value is None else value
+            if isinstance(value, list | tuple):
+                value = value[0] if value else None
+            if key not in found and isinstance(value, int) and not isinstance(value, bool):
+                found[key] = value
+    return found
 
 
 def load_model(name_or_path: str | Path, *, dtype: str | torch.dtype = "auto",

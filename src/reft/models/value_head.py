@@ -7,7 +7,7 @@ paper's ablation with a separate copy of the warm-up model.
 The head is a ``Linear(hidden, 1)`` with weight ~ N(0, 1e-3) and zero bias: values
 start at ~0, the right scale for rewards in [0, 1], while its gradient to the
 backbone is non-zero from the first step. It is computed in float32 whatever the
-backbone's dtype, because small value errors are amplified by GAE.
+backbone's dtype and under autocast too, because small value errors are amplified by GAE.
 
 Saved layout: the LM's own ``save_pretrained`` directory (so a plain
 ``AutoModelForCausalLM.from_pretrained`` still loads the policy) plus
@@ -68,7 +68,10 @@ class _ValueModel(nn.Module):
             position_ids = position_ids_from_mask(attention_mask)
         hidden, out_logits = _last_hidden(self.lm, input_ids, attention_mask, position_ids, logits)
         head = self.value_head
-        values = nn.functional.linear(hidden.float(), head.weight.float(), head.bias.float())
+        # float32 even under autocast (which would run this linear in bf16): a per-token KL
+        # reward of ~5e-4 is below bf16's resolution near 1, and GAE amplifies value errors
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            values = nn.functional.linear(hidden.float(), head.weight.float(), head.bias.float())
         return out_logits, values.squeeze(-1)
 
     def save_pretrained(self, directory: str | Path, **kwargs) -> None:

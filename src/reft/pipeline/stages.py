@@ -82,12 +82,13 @@ def _reranker_stage(p: Pipeline, train: list, source: str) -> Stage:
     rcfg, scfg = p.configs["reranker"], p.sample
 
     def run(resume: bool) -> Path:
-        from reft.models.loading import load_model, load_tokenizer
+        from reft.models.loading import load_model, load_tokenizer, token_ids
         from reft.rollout.sample_cmd import run_sample
         from reft.training.reranker import train_reranker
 
         model = load_model(scfg.model, dtype=scfg.dtype, device=_device())
-        run_sample(scfg, train, model=model, tokenizer=load_tokenizer(scfg.model))
+        tokenizer = load_tokenizer(scfg.model, **token_ids(scfg))
+        run_sample(scfg, train, model=model, tokenizer=tokenizer)
         del model
         return train_reranker(dataclasses.replace(rcfg, resume=resume))
 
@@ -99,9 +100,9 @@ def _eval_stage(name: str, cfg: EvalConfig, test: list, deps: tuple[str, ...]) -
         import torch
 
         from reft.eval.runner import EvalSettings, evaluate, load_reranker, write_eval
-        from reft.models.loading import load_model, load_tokenizer
+        from reft.models.loading import load_model, load_tokenizer, token_ids
 
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = load_tokenizer(cfg.model, **token_ids(cfg))
         model = load_model(cfg.model, dtype=cfg.dtype, device=_device())
         rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
         torch.manual_seed(cfg.seed)

@@ -45,10 +45,11 @@ def finished_ids(path: Path) -> set[str]:
 
 
 def sample_records(model, tokenizer, examples: list[Example], cfg, k: int,
-                   seeds: list[int] | None = None) -> list[dict]:
+                   seeds: list[int] | None = None, all_done=None) -> list[dict]:
     """One record per question: k completions with extracted answers and correctness.
 
-    ``seeds``: one per question (see ``generate``), else the global torch RNG."""
+    ``seeds``: one per question (see ``generate``), else the global torch RNG. ``all_done``:
+    for sharded parameters, whether every process has finished (see ``generate``)."""
     from reft.data.prompts import build_prompt
     from reft.eval.runner import EvalSettings, judge_texts
     from reft.rollout.sampler import generate
@@ -56,7 +57,7 @@ def sample_records(model, tokenizer, examples: list[Example], cfg, k: int,
     prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in examples]
     gens = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, batch_size=cfg.batch_size, num_samples=k,
-                    seeds=seeds)
+                    seeds=seeds, all_done=all_done)
     judged = judge_texts(gens.texts, examples, EvalSettings.from_config(cfg), repeat=k)
     out = []
     for i, e in enumerate(examples):
@@ -90,9 +91,9 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
     elif cfg.max_examples:
         examples = examples[: cfg.max_examples]
     if model is None:
-        from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
+        from reft.models.loading import ensure_pad_token, load_model, load_tokenizer, token_ids
 
-        tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
+        tokenizer = ensure_pad_token(load_tokenizer(cfg.model, **token_ids(cfg)))
         model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
     out = Path(cfg.out)
     done = _finished_ids_on_main(out, state)

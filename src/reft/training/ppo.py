@@ -5,12 +5,15 @@ One RL step (Luong et al. 2024, Sec. 3.2):
   2. score the extracted answer: 1 correct, 0.1 wrong, 0 none
   3. per-token reward -beta*(log pi - log pi_ref), the score on the last token
   4. GAE (gamma 1, lambda 0.95), advantages whitened over the global batch
-  5. ppo_epochs passes of clipped policy loss + vf_coef * clipped value loss
+  5. ppo_epochs passes of clipped policy loss + vf_coef * clipped value loss, every forward
+     with dropout off (the release's model.eval())
 
-With N processes each takes its share of every global batch of questions; a question's
-samples are seeded by (seed, step, question index), losses are token means over the global
-mini-batch and whitening is global, so N processes train as one process with the same
-global batch would.
+Losses are aggregated by ``loss_agg`` (default the release's: each response's token mean,
+then the mean over responses). With N processes each takes its share of every global batch
+of questions; a question's samples are seeded by (seed, step, question index), each
+process's loss is weighted by its share of the global mini-batch's aggregation count
+(responses or tokens) and whitening is global, so N processes train as one process with the
+same global batch would.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from reft.config import PPOConfig
 from reft.configio import config_from_args
 from reft.data.records import Example
 from reft.errors import TrainingError, UserError
+from reft.models.dropout import dropout_off
 from reft.rollout.rollout import Rollout, build_rollout, response_logits
 from reft.rollout.sampler import question_seed
 from reft.training.common import (
     MetricsLogger,
     TrainerState,
+    adamw,
     check_run_dir,
     full_state_dict,
     last_checkpoint,
@@ -70,7 +75,8 @@ class ActorCritic(nn.Module):
             self.body = lm
         if self.critic_kind == "separate":
             base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-            self.critic = SeparateCritic(copy.deepcopy(base))
+            # a trainable copy: fp32 master weights even when a LoRA base is bf16
+            self.critic = SeparateCritic(copy.deepcopy(base).float())
 
     def value_parameters(self) -> list[nn.Parameter]:
         """The value model's own parameters: the head on the policy, or the whole critic."""
@@ -114,23 +120,24 @@ def make_experience(ac, ref_lm, lm, tokenizer, batch: list[Example], cfg: PPOCon
     from reft.rollout.sampler import generate
 
     prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in batch]
-    gens = generate(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature, batch_size=cfg.batch_size,
-                    num_samples=cfg.samples_per_question, seeds=seeds, all_done=all_done_fn(acc))
+    with acc.autocast():
+        gens = generate(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, batch_size=cfg.batch_size,
+                        num_samples=cfg.samples_per_question, seeds=seeds, all_done=all_done_fn(acc))
     judged = judge_texts(gens.texts, batch, EvalSettings.from_config(cfg),
                          repeat=cfg.samples_per_question, partial=cfg.partial_reward)
     r = build_rollout(gens, tokenizer.pad_token_id, acc.device)
     r.scores = torch.tensor([j.score for j in judged], device=acc.device, dtype=torch.float)
     r.correct = torch.tensor([j.correct for j in judged], device=acc.device)
-    ac.eval()
+    dropout_off(ac)  # as in the update: the first PPO ratio is exactly 1
     logits, values = ac(r)
     r.old_logprobs = logprobs_from_logits(logits / cfg.temperature, r.input_ids[:, r.prompt_len:])
     r.values = values
-    ref_logits = ref_lm(input_ids=r.input_ids, attention_mask=r.attention_mask,
-                        position_ids=r.position_ids).logits
+    with acc.autocast():
+        ref_logits = ref_lm(input_ids=r.input_ids, attention_mask=r.attention_mask,
+                            position_ids=r.position_ids).logits
     r.ref_logprobs = logprobs_from_logits(response_logits(ref_logits, r) / cfg.temperature,
                                           r.input_ids[:, r.prompt_len:])
-    ac.train()
     return r
 
 
@@ -151,8 +158,11 @@ def compute_advantages(r: Rollout, cfg: PPOConfig, acc) -> dict[str, torch.Tenso
 
 def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
     """Step 5: ppo_epochs passes over shuffled mini-batches."""
+    from reft.algorithms.loss_agg import agg_count, process_weight
+
     sums: dict[str, float] = {}
     n = 0
+    dropout_off(ac)  # the release's model.eval(): rollout and update forwards agree exactly
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(len(r), device=r.input_ids.device)
         for i in range(0, len(r), cfg.mini_batch_size):
@@ -161,23 +171,26 @@ def ppo_update(ac, opt, r: Rollout, cfg: PPOConfig, acc) -> dict[str, float]:
             logits = logits / cfg.temperature
             logprobs = logprobs_from_logits(logits, mb.input_ids[:, mb.prompt_len:])
             loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.response_mask,
-                                      cfg.clip_eps)
+                                      cfg.clip_eps, cfg.loss_agg)
             if values is not None:
-                vloss, vstats = value_loss(values, mb.values, mb.returns, mb.response_mask, cfg.value_clip)
+                vloss, vstats = value_loss(values, mb.values, mb.returns, mb.response_mask,
+                                           cfg.value_clip, cfg.loss_agg)
                 loss = loss + cfg.vf_coef * vloss
                 stats.update(vstats)
             if cfg.kl_mode == "loss":
-                kloss, kstats = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask)
+                kloss, kstats = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask,
+                                        loss_agg=cfg.loss_agg)
                 loss = loss + cfg.beta * kloss
                 stats.update(kstats)
             # every process must see a bad loss, or the others would wait in backward for ever
-            n_tok = mb.response_mask.sum()
-            flags = acc.reduce(torch.stack([torch.isfinite(loss.detach()).float(), n_tok]), "sum")
+            n_units = agg_count(mb.response_mask, cfg.loss_agg)  # tokens or sequences
+            flags = acc.reduce(torch.stack([torch.isfinite(loss.detach()).float(), n_units]), "sum")
             if flags[0].item() < acc.num_processes:
                 raise TrainingError(f"non-finite loss in the PPO update ({_describe(loss, stats)})")
-            # the losses are token means over this process's mini-batch: weighted by its share
-            # of the global mini-batch's tokens, DDP's gradient average is the global token mean
-            acc.backward(loss * (acc.num_processes * n_tok / flags[1].clamp(min=1)))
+            # the losses are means over this process's units (tokens or sequences): weighted by
+            # its share of the global mini-batch's units, DDP's gradient average is the global
+            # aggregate
+            acc.backward(loss * process_weight(n_units, flags[1], acc.num_processes))
             acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -215,8 +228,9 @@ def periodic_eval(lm, tokenizer, test: list[Example], cfg: PPOConfig, acc) -> fl
     from reft.eval.runner import EvalSettings, evaluate_sharded
 
     s = EvalSettings.from_config(cfg)
-    summary, _ = evaluate_sharded(lm, tokenizer, test, EvalSettings(**{**s.__dict__, "k": 0}),
-                                  progress=False, all_done=all_done_fn(acc))
+    with acc.autocast():
+        summary, _ = evaluate_sharded(lm, tokenizer, test, EvalSettings(**{**s.__dict__, "k": 0}),
+                                      progress=False, all_done=all_done_fn(acc))
     return summary["top1"]
 
 
@@ -245,6 +259,9 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     if acc.distributed_type == DistributedType.FSDP:
         raise UserError("PPO samples with the policy outside its FSDP wrapper, which FSDP does not "
                         "allow; use DeepSpeed ZeRO-2/3 (configs/accelerate/deepspeed_zero*.yaml)")
+    if cfg.critic == "separate" and cfg.estimator == "gae" and zero_stage(acc) == 3:
+        raise UserError("--critic separate copies the policy's weights, which ZeRO-3 partitions "
+                        "across processes; use --critic shared or DeepSpeed ZeRO-2")
     prepare_engine(acc, cfg, cfg.mini_batch_size)
     torch.manual_seed(cfg.seed)  # before the models: LoRA and value-head weights are drawn from it
     if train is None:
@@ -259,7 +276,7 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
     trainable = [p for p in ac.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in value_ids]},
               {"params": [p for p in trainable if id(p) in value_ids], "lr": cfg.value_lr or lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=cfg.weight_decay)
+    opt = adamw(groups, lr=lr, weight_decay=cfg.weight_decay)
     ac, opt = acc.prepare(ac, opt)
     ref_lm = _reference(cfg, lm, acc)  # after prepare: ZeRO-3 takes the engine's filled-in config
     world, rank = acc.num_processes, acc.process_index

@@ -29,10 +29,13 @@ from reft.errors import TrainingError, UserError
 from reft.training.common import (
     MetricsLogger,
     TrainerState,
+    adamw,
     default_device,
+    fp32_trainable,
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
+    prepare_engine,
     prepare_run_dir,
     require,
     save_checkpoint,
@@ -177,13 +180,15 @@ class Reranker:
 def _load_for_training(cfg: RerankerConfig, accelerator):
     from transformers.utils import logging as hf_logging
 
-    from reft.models.loading import load_tokenizer
+    from reft.models.loading import load_tokenizer, token_ids
 
-    tokenizer = load_tokenizer(cfg.model)  # pad token filled in (eos) when missing
+    tokenizer = load_tokenizer(cfg.model, **token_ids(cfg))  # pad filled in when missing
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the expected "lm_head unused, score new" load report
     try:
-        model = load_classifier(cfg.model, dtype=cfg.dtype, device=accelerator.device)
+        # trainable weights are fp32 masters; a LoRA base is frozen and stays in --dtype
+        model = load_classifier(cfg.model, dtype=cfg.dtype if cfg.lora_r > 0 else "float32",
+                                device=accelerator.device)
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -197,7 +202,7 @@ def _load_for_training(cfg: RerankerConfig, accelerator):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           task_type="SEQ_CLS", target_modules="all-linear")
         model = get_peft_model(model, lora)  # the new score head is trained in full
-    return model, tokenizer
+    return fp32_trainable(model), tokenizer
 
 
 def train_reranker(cfg: RerankerConfig, records: list[dict] | None = None) -> Path:
@@ -211,6 +216,8 @@ def train_reranker(cfg: RerankerConfig, records: list[dict] | None = None) -> Pa
     positive_frac = sum(labels) / len(labels)
     setup_threads()
     accelerator = make_accelerator(cfg)
+    # DeepSpeed: the micro-batch (no DataLoader is prepared); LoRA with ZeRO-3 refused
+    prepare_engine(accelerator, cfg, cfg.batch_size)
     run_dir = prepare_run_dir(cfg, accelerator)
     torch.manual_seed(cfg.seed)
     model, tokenizer = _load_for_training(cfg, accelerator)
@@ -222,8 +229,8 @@ def train_reranker(cfg: RerankerConfig, records: list[dict] | None = None) -> Pa
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = cfg.batch_size * world
     total = math.ceil(len(rows) / global_batch) * cfg.epochs
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                            lr=resolve_lr(cfg, model, real_default=1e-5), weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=resolve_lr(cfg, model, real_default=1e-5),
+                weight_decay=cfg.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)

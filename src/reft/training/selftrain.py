@@ -2,8 +2,8 @@
 
 Offline: sample k CoTs per training question from the warm-up model, keep the correct,
 distinct ones (at most N per question), add them to the original data, SFT on the union.
-Online: the RL loop's sampling, but the update is the NLL of the correct samples (plus
-the gold CoT) instead of PPO.
+Online (the release's ``train_rl_sl.py``): the RL loop's sampling, but the update is
+1/2 NLL(correct samples) + 1/2 NLL(gold CoTs) instead of PPO, twice on each sampled batch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +26,7 @@ from reft.rollout.sampler import question_seed
 from reft.training.common import (
     MetricsLogger,
     TrainerState,
+    adamw,
     dist_state,
     last_checkpoint,
     load_checkpoint,
@@ -34,6 +36,7 @@ from reft.training.common import (
     save_checkpoint,
     save_final,
     setup_threads,
+    shards_params,
     zero_stage,
 )
 from reft.training.sft import (
@@ -127,14 +130,15 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     samples = Path(cfg.out) / "samples.jsonl"
     scfg = SampleConfig(model=cfg.model, out=str(samples), k=cfg.k, cot=cfg.cot, task=cfg.task,
                         template=cfg.template, seed=cfg.seed, dtype=cfg.dtype,
+                        answer_parser=cfg.answer_parser,
                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                         batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s)
-    from reft.models.loading import load_model, load_tokenizer
+    from reft.models.loading import load_model, load_tokenizer, token_ids
 
     state = dist_state()
     # every process samples its share of the questions; the main process writes the file
     model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
-    run_sample(scfg, examples, model=model, tokenizer=load_tokenizer(cfg.model))
+    run_sample(scfg, examples, model=model, tokenizer=load_tokenizer(cfg.model, **token_ids(cfg)))
     del model
     records = [json.loads(line) for line in samples.read_text().splitlines() if line]
     extra = select_correct(records, examples, cfg.cot, cfg.max_per_question)
@@ -146,18 +150,65 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     return final
 
 
-def online_batch(records: list[dict], batch: list[Example], cfg: SelfTrainConfig) -> list[Example]:
-    """What one online step trains on: correct samples (all of them, as sampled) + the gold CoTs."""
-    out = select_correct(records, batch, cfg.cot, max_per_question=cfg.samples_per_question,
-                         distinct=False)
-    if cfg.include_gold:
-        out += [e for e in batch if e.cot]
-    return out
+ONLINE_LR = 3e-7
+"""The release's online self-training learning rate (exps/paper_exps/OnSL/_template.sh), as
+ReFT's: the default for real models."""
+
+
+def online_lr(cfg: SelfTrainConfig, model) -> float:
+    """--lr, else the release's 3e-7 for a real model, else the tiny-model default."""
+    return resolve_lr(cfg, model, real_default=ONLINE_LR)
+
+
+class OnlineBatch(NamedTuple):
+    """What one online step trains on."""
+
+    samples: list[Example]
+    """The correct samples, all of them, as sampled (duplicates and gold-equal ones too)."""
+    gold: list[Example]
+    """The questions' annotated CoTs (none without ``include_gold``)."""
+
+
+def online_batch(records: list[dict], batch: list[Example], cfg: SelfTrainConfig) -> OnlineBatch:
+    """The correct samples of ``records`` and, with ``include_gold``, the gold CoTs of ``batch``."""
+    samples = select_correct(records, batch, cfg.cot, max_per_question=cfg.samples_per_question,
+                             distinct=False)
+    return OnlineBatch(samples, [e for e in batch if e.cot] if cfg.include_gold else [])
+
+
+def online_terms(b: OnlineBatch, cfg: SelfTrainConfig) -> list[tuple[list[Example], float]]:
+    """The loss terms of an online step, as ``nll_step`` takes them.
+
+    The release (``train_rl_sl.py``) adds ``model(samples).loss / 2`` and ``model(gold).loss
+    / 2``: each an HF token mean, the first left out when no sample is correct (the gold
+    keeps its 1/2). Without ``include_gold`` the samples' term is all there is, at weight 1.
+    """
+    if not cfg.include_gold:
+        return [(b.samples, 1.0)]
+    return [(b.samples, 0.5), (b.gold, 0.5)]
+
+
+def local_questions(gb: list[int], rank: int, world: int, n: int,
+                    fill: bool) -> tuple[list[int], int]:
+    """This process's questions of the global batch ``gb`` and how many of them are its own.
+
+    With ``fill`` (sharded parameters: every forward pass is collective, so every process
+    must sample as many prompts, in lock-step) a share that a short last batch leaves below
+    ``n`` is topped up with questions of ``gb``; their samples are dropped unread.
+    """
+    idx = gb[rank * n:(rank + 1) * n]
+    own = len(idx)
+    if fill and own < n:
+        idx = idx + [gb[i % len(gb)] for i in range(n - own)]
+    return idx, own
 
 
 def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     from reft.rollout.sample_cmd import sample_records
+    from reft.training.ppo import all_done_fn
 
+    if cfg.updates_per_batch < 1:
+        raise UserError("--updates-per-batch must be at least 1")
     setup_threads()
     acc = make_accelerator(cfg)
     if zero_stage(acc) is not None:
@@ -167,8 +218,7 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     run_dir = prepare_run_dir(cfg, acc)
     torch.manual_seed(cfg.seed)  # LoRA initialisation
     lm, tok = load_policy(cfg, acc)
-    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad],
-                            lr=resolve_lr(cfg, lm, real_default=1e-5), weight_decay=cfg.weight_decay)
+    opt = adamw(lm.parameters(), lr=online_lr(cfg, lm), weight_decay=cfg.weight_decay)
     lm, opt = acc.prepare(lm, opt)
     world, rank = acc.num_processes, acc.process_index
     per_epoch = math.ceil(len(examples) / (cfg.rollout_batch_size * world))
@@ -179,30 +229,40 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
         state = load_checkpoint(acc, ckpt)
     log = MetricsLogger(run_dir, acc.is_main_process, state.step if ckpt else None)
     gen_cfg = SampleConfig(cot=cfg.cot, task=cfg.task, template=cfg.template, max_new_tokens=cfg.max_new_tokens,
-                           temperature=cfg.temperature, batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s)
+                           temperature=cfg.temperature, batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s,
+                           answer_parser=cfg.answer_parser)
     bar = tqdm(total=total, initial=state.step, desc="online self-training", disable=not acc.is_main_process,
                dynamic_ncols=True)
-    raw, saved = acc.unwrap_model(lm), state.step
+    # with sharded parameters (FSDP) every forward pass gathers weights from all processes:
+    # sample through the prepared model (FSDP's own forward gathers the root's weights), in
+    # lock-step, with as many prompts on every process; else the plain model, no collectives
+    lockstep = shards_params(acc)
+    sampler, all_done = (lm if lockstep else acc.unwrap_model(lm)), all_done_fn(acc)
+    saved = state.step
     while state.step < total:
         batches = epoch_batches(len(examples), cfg.rollout_batch_size * world, cfg.seed, state.epoch)
         for gb in batches[state.batch_in_epoch:]:
             if state.step >= total:
                 break
-            idx = gb[rank * cfg.rollout_batch_size:(rank + 1) * cfg.rollout_batch_size]
+            idx, own = local_questions(gb, rank, world, cfg.rollout_batch_size, fill=lockstep)
             batch = [examples[j] for j in idx]
             t0 = time.perf_counter()
             # 1. sample, each question seeded by (seed, step, question): a resumed run, or
             #    one with another number of processes, draws what this one would
             seeds = [question_seed(cfg.seed, state.step, j) for j in idx]
-            records = sample_records(raw, tok, batch, gen_cfg, cfg.samples_per_question, seeds)
+            records = sample_records(sampler, tok, batch, gen_cfg, cfg.samples_per_question, seeds,
+                                     all_done=all_done)[:own] if batch else []
+            batch = batch[:own]
             n = sum(len(r["samples"]) for r in records)
             acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
-            # 2. keep the correct ones (+ gold), 3. one NLL step on them
+            # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
             train = online_batch(records, batch, cfg)
-            loss = nll_step(lm, opt, tok, train, cfg, acc)
+            terms = online_terms(train, cfg)
+            losses = [nll_step(lm, opt, tok, terms, cfg, acc) for _ in range(cfg.updates_per_batch)]
             state.step += 1
             state.batch_in_epoch += 1
-            log.log(state.step, {"loss": loss, "reward/accuracy": acc_frac, "train/examples": len(train),
+            log.log(state.step, {"loss": sum(losses) / len(losses), "reward/accuracy": acc_frac,
+                                 "train/examples": len(train.samples) + len(train.gold),
                                  "time/step_s": time.perf_counter() - t0}, epoch=state.epoch + 1)
             bar.update(1)
         else:
@@ -216,32 +276,43 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     return save_final(acc, run_dir, hf_saver(acc, lm, tok, merge=True))
 
 
-def nll_step(lm, opt, tok, train: list[Example], cfg: SelfTrainConfig, acc) -> float:
-    """One optimizer step of NLL on the CoT tokens of ``train``: a token mean over all processes.
+def nll_step(lm, opt, tok, terms: list[tuple[list[Example], float]], cfg: SelfTrainConfig,
+             acc) -> float:
+    """One optimizer step on ``sum(w * NLL(examples) for examples, w in terms)``.
 
-    Processes hold different numbers of examples (or none); each runs as many backward
-    passes as the busiest one (extra ones with a zero loss), so DDP's gradient all-reduce
-    always pairs up. Returns NaN, without stepping, when no process has anything to learn.
+    Each NLL is a mean over the CoT tokens (target + eos) of its examples on all processes
+    together, so N processes step as one process with the same global batch would; a term
+    with no tokens anywhere adds nothing (the others keep their weights). Processes hold
+    different numbers of examples (or none); each runs as many backward passes as the
+    busiest one (extra ones with a zero loss), so the gradient all-reduces (and, with
+    sharded parameters, every forward pass) pair up. Returns the loss, or NaN, without
+    stepping, when no process has anything to learn.
     """
-    feats = encode_pairs(*sft_pairs(train, cfg.cot, cfg.template), tok, cfg.max_length) if train else []
-    n_tok = sum(sum(x != IGNORE for x in f["labels"][1:]) for f in feats)
-    chunks = [feats[i:i + cfg.batch_size] for i in range(0, len(feats), cfg.batch_size)]
-    counts = acc.gather(torch.tensor([[n_tok, len(chunks)]], device=acc.device))  # (world, 2)
-    total_tok, passes = int(counts[:, 0].sum()), int(counts[:, 1].max())
-    if total_tok == 0:
+    feats = [encode_pairs(*sft_pairs(ex, cfg.cot, cfg.template), tok, cfg.max_length) if ex else []
+             for ex, _ in terms]
+    n_tok = [sum(sum(x != IGNORE for x in f["labels"][1:]) for f in fs) for fs in feats]
+    chunks = [(g, fs[i:i + cfg.batch_size]) for g, fs in enumerate(feats)
+              for i in range(0, len(fs), cfg.batch_size)]
+    counts = acc.gather(torch.tensor([[*n_tok, len(chunks)]], device=acc.device))  # (world, G + 1)
+    totals, passes = counts[:, :-1].sum(0).tolist(), int(counts[:, -1].max())
+    if not any(totals):
         return float("nan")
+    scale = [w * acc.num_processes / t if t else 0.0
+             for (_, w), t in zip(terms, totals, strict=True)]
     idle = [{"input_ids": [tok.eos_token_id] * 2, "labels": [IGNORE] * 2}]
-    loss_sum = 0.0
+    sums = [0.0] * len(terms)
     for i in range(passes):
-        real = i < len(chunks)
-        batch = {k: v.to(acc.device) for k, v in collate(chunks[i] if real else idle, tok.pad_token_id).items()}
+        g, chunk = chunks[i] if i < len(chunks) else (None, idle)
+        batch = {k: v.to(acc.device) for k, v in collate(chunk, tok.pad_token_id).items()}
         nll, _ = token_nll(lm, batch)
-        acc.backward(nll * (acc.num_processes / total_tok if real else 0.0))
-        loss_sum += nll.item() if real else 0.0
+        acc.backward(nll * (scale[g] if g is not None else 0.0))
+        if g is not None:
+            sums[g] += nll.item()
     acc.clip_grad_norm_(lm.parameters(), cfg.max_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return acc.reduce(torch.tensor(loss_sum, device=acc.device), "sum").item() / total_tok
+    sums = acc.reduce(torch.tensor(sums, device=acc.device, dtype=torch.float64), "sum").tolist()
+    return sum(w * s / t for (_, w), s, t in zip(terms, sums, totals, strict=True) if t)
 
 
 def run_selftrain(cfg: SelfTrainConfig, examples: list[Example] | None = None) -> Path:

@@ -7,6 +7,7 @@ the global batch, so N processes and one process with the same global batch agre
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from reft.training.common import (
     MetricsLogger,
     Throughput,
     TrainerState,
+    adamw,
     check_run_dir,
+    fp32_trainable,
     last_checkpoint,
     load_checkpoint,
     make_accelerator,
@@ -106,10 +109,13 @@ def resolve_lr(cfg, model, real_default: float) -> float:
 
 def load_policy(cfg, accelerator):
     """Model + tokenizer for training, with LoRA and gradient checkpointing when asked."""
-    from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
+    from reft.models.loading import ensure_pad_token, load_model, load_tokenizer, token_ids
 
-    tokenizer = ensure_pad_token(load_tokenizer(cfg.model))
-    model = load_model(cfg.model, dtype=cfg.dtype, device=accelerator.device)
+    tokenizer = ensure_pad_token(load_tokenizer(cfg.model, **token_ids(cfg)))
+    # trainable weights are fp32 masters (compute precision is --mixed-precision); a LoRA
+    # base is frozen and stays in --dtype
+    model = load_model(cfg.model, dtype=cfg.dtype if cfg.lora_r > 0 else "float32",
+                       device=accelerator.device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -119,7 +125,7 @@ def load_policy(cfg, accelerator):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           task_type="CAUSAL_LM", target_modules="all-linear")
         model = get_peft_model(model, lora)
-    return model, tokenizer
+    return fp32_trainable(model), tokenizer
 
 
 def hf_saver(accelerator, model, tokenizer, merge: bool = False, prepared=None):
@@ -138,7 +144,9 @@ def hf_saver(accelerator, model, tokenizer, merge: bool = False, prepared=None):
         if not accelerator.is_main_process:
             return
         if merge and hasattr(m, "merge_and_unload"):
-            m = m.merge_and_unload()
+            # in fp32: peft adds the LoRA delta in the base weights' dtype, and a small RL
+            # delta rounds away in a bf16 merge; on CPU, where an fp32 copy of the base fits
+            m = m.to("cpu", torch.float32).merge_and_unload()
         elif hasattr(m, "peft_config") and not merge:
             m.save_pretrained(path)  # adapter only, for checkpoints
             tokenizer.save_pretrained(path)
@@ -172,8 +180,7 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
     steps_per_epoch = math.ceil(len(features) / global_batch)
     total = steps_per_epoch * cfg.epochs
     lr = resolve_lr(cfg, model, real_default=1e-5)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                            weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
@@ -196,14 +203,23 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None) -> Path:
             mine = micro[rank::world]
             n_tok = sum(n_labels[j] for j in gb)  # the same on every process
             loss_sum = 0.0
-            # 2. loss = summed token NLL / global token count (DDP averages over processes);
-            #    a process without data still joins the gradient all-reduce with a zero loss
-            for idx in mine or [gb[:1]]:
+            # 2. loss = summed token NLL / global token count (DDP averages over processes).
+            #    Every process runs as many backward passes as the busiest one (a short last
+            #    global batch leaves some with fewer micro-batches, or none): the extra ones
+            #    have a zero loss, so the collectives pair up. Gradients are all-reduced once,
+            #    in the last pass; the others accumulate locally (no_sync).
+            passes = math.ceil(len(micro) / world)
+            for i in range(passes):
+                real = i < len(mine)
+                idx = mine[i] if real else gb[:1]
                 batch = {k: v.to(accelerator.device) for k, v in collate([features[j] for j in idx], pad).items()}
-                nll, _ = token_nll(model, batch)
-                accelerator.backward(nll * (world / n_tok if mine else 0.0))
-                loss_sum += nll.item() if mine else 0.0
-                speed.add(int(batch["attention_mask"].sum()))
+                sync = contextlib.nullcontext() if i == passes - 1 else accelerator.no_sync(model)
+                with sync:
+                    nll, _ = token_nll(model, batch)
+                    accelerator.backward(nll * (world / n_tok if real else 0.0))
+                if real:
+                    loss_sum += nll.item()
+                    speed.add(int(batch["attention_mask"].sum()))
             # 3. stop before a non-finite loss reaches the weights, else clip and step
             loss = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "sum") / n_tok
             if not torch.isfinite(loss):
