@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
-    from reft.config import PPOConfig, SFTConfig
+    from reft.config import EvalConfig, PPOConfig, SFTConfig
     from reft.data.synthetic import generate
-    from reft.eval.runner import EvalSettings, evaluate
+    from reft.eval.runner import evaluate
     from reft.models.loading import load_model, load_tokenizer
     from reft.models.tiny import init_model
     from reft.training.ppo import train_ppo
@@ -44,7 +44,7 @@ def main() -> None:
     out = Path(a.out)
     allx = generate(a.n_train + a.n_val, a.seed, "train")
     train, val = allx[: a.n_train], allx[a.n_train :]
-    settings = EvalSettings(max_new_tokens=a.max_new_tokens, batch_size=300)
+    settings = EvalConfig(max_new_tokens=a.max_new_tokens, batch_size=300)
 
     def score(model_dir: Path) -> float:
         s, _ = evaluate(load_model(model_dir), load_tokenizer(model_dir), val, settings, progress=False)

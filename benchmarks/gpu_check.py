@@ -34,6 +34,8 @@ PRESETS = {
     "tiny": {"vocab_size": 512, "hidden_size": 64, "layers": 2, "heads": 4, "max_positions": 512},
 }
 # dense bf16 peak of the GPU, for MFU (per device name; --peak-tflops overrides)
+PPO_PHASES = ("sample", "score", "forward", "advantages", "update")
+"""The phases of a PPO step, as ``reft.training.ppo`` records them (``time/<phase>_s``)."""
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}
 
 
@@ -186,8 +188,8 @@ def run_sft(args, work: Path, data: dict, model_dir: Path) -> tuple[dict, list[s
     with Peak(args.device) as p:
         final = train_sft(cfg)
     rows = metrics(out)
-    losses = [r["loss"] for r in rows]
-    tok_s = [r["tokens_per_s"] for r in rows[1:]] or [rows[0]["tokens_per_s"]]
+    losses = [r["loss/nll"] for r in rows]
+    tok_s = [r["perf/tokens_per_s"] for r in rows[1:]] or [rows[0]["perf/tokens_per_s"]]
     tokens = sum(tok_s) / len(tok_s) * p.seconds
     frac, problem = moved(model_dir, final)
     problems = [problem] if problem else []
@@ -226,10 +228,9 @@ def run_ppo(args, work: Path, data: dict, model_dir: Path) -> tuple[dict, list[s
     prompt = 60 * args.batch_size * len(rows)  # synthetic prompts: ~60 tokens
     seq = resp + prompt
     flops = 2 * n * resp + 2 * 2 * n * seq + cfg.ppo_epochs * 6 * n * seq
-    rollout = sum(r["time/rollout_s"] for r in rows)
-    update = sum(r["time/update_s"] for r in rows)
+    phases = {f"{k}_s": sum(r[f"time/{k}_s"] for r in rows) for k in PPO_PHASES}
     return ({"stage": "ppo", "steps": len(rows), "seconds": p.seconds, "step_s": p.seconds / len(rows),
-             "tokens_per_s": resp / p.seconds, "rollout_s": rollout, "update_s": update,
+             "tokens_per_s": resp / p.seconds, **phases,
              "peak_gib": p.gib, "flops": flops, "reward_first": rows[0]["reward/mean"],
              "reward_last": rows[-1]["reward/mean"], "kl_last": rows[-1]["policy/kl"],
              "weights_moved": frac}, problems)
@@ -266,15 +267,22 @@ def table(rows: list[dict], n_params: int) -> str:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         lines.append(f"| {r['stage']} | {r['steps']} | {r['seconds']:.1f} | {r['step_s']:.3f} | "
                      f"{r['tokens_per_s']:.0f} | {r['peak_gib']:.2f} | {mfu} | {notes} |")
+    ppo = [r for r in rows if r["stage"] == "ppo"]
+    if ppo:
+        r = ppo[0]
+        total = sum(r[f"{k}_s"] for k in PPO_PHASES)
+        lines += ["", "PPO step phases (seconds over the run, share of the step):", "",
+                  "| " + " | ".join(PPO_PHASES) + " |", "|" + "---:|" * len(PPO_PHASES),
+                  "| " + " | ".join(f"{r[f'{k}_s']:.1f} ({r[f'{k}_s'] / max(total, 1e-9):.0%})"
+                                   for k in PPO_PHASES) + " |"]
     return head + "\n".join(lines)
-
 
 
 def _notes(r: dict) -> str:
     if r["stage"] == "sft":
         return f"loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, moved {r['weights_moved']:.1%}"
     if r["stage"] == "ppo":
-        return (f"rollout {r['rollout_s']:.1f} s, update {r['update_s']:.1f} s, reward "
+        return (f"update {r['update_s']:.1f} s, reward "
                 f"{r['reward_first']:.3f} -> {r['reward_last']:.3f}, KL {r['kl_last']:.4f}, "
                 f"moved {r['weights_moved']:.1%}")
     return f"top-1 {r['top1']:.1f} (greedy + 4 samples per question)"

@@ -53,10 +53,11 @@ def child(stage: str, precision: str, preset: str, steps: int) -> dict:
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - base_gib
     if stage == "sft":
-        rate = statistics.median(r["tokens_per_s"] for r in rows[1:])
-        return {"tokens_per_s": rate, "loss": rows[-1]["loss"], "peak_gib": peak_gib}
-    rows = [r for r in rows if "time/rollout_s" in r][1:]
-    return {"rollout_s": statistics.median(r["time/rollout_s"] for r in rows),
+        rate = statistics.median(r["perf/tokens_per_s"] for r in rows[1:])
+        return {"tokens_per_s": rate, "loss": rows[-1]["loss/nll"], "peak_gib": peak_gib}
+    rows = [r for r in rows if "time/update_s" in r][1:]
+    rollout = ("time/sample_s", "time/score_s", "time/forward_s", "time/advantages_s")
+    return {"rollout_s": statistics.median(sum(r[k] for k in rollout) for r in rows),
             "update_s": statistics.median(r["time/update_s"] for r in rows),
             "reward": statistics.mean(r["reward/mean"] for r in rows), "peak_gib": peak_gib}
 

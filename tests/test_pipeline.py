@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reft.cli.commands import pipeline as main
 from reft.errors import UserError
-from reft.pipeline import load_pipeline, main, parse_pipeline
+from reft.pipeline import load_pipeline, parse_pipeline
 from tests.fixtures import metrics_from_predictions
 
 ROOT = Path(__file__).resolve().parents[1]

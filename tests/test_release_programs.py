@@ -10,8 +10,8 @@ import pytest
 
 from reft.config import GenArgs, PPOConfig, SelfTrainConfig
 from reft.data.records import Example
-from reft.eval.runner import EvalSettings, judge_texts
 from reft.rewards import judge, score
+from reft.rollout.score import score_texts
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,8 +67,8 @@ def test_a_program_ends_at_its_first_blank_line(program, reward):
 def test_a_completion_is_cut_on_the_rollout_path():
     example = Example("t_1", "Tom has 3 apples and buys 1 more. How many now?", "4")
     completion = "    return 3 + 1\n\ndef solution():\n    return 31\n"
-    settings = EvalSettings.from_config(PPOConfig(cot="python"))
-    assert [(j.pred, j.score) for j in judge_texts([completion], [example], settings)] == [
+    settings = PPOConfig(cot="python")
+    assert [(j.pred, j.score) for j in score_texts([completion], [example], settings)] == [
         ("4", 1.0)
     ]
 
@@ -78,8 +78,8 @@ def test_the_timeout_setting_reaches_the_sandbox():
     completion = "    import time\n    time.sleep(0.6)\n    return 4"
 
     def judged(timeout_s: float):
-        settings = EvalSettings.from_config(PPOConfig(cot="python", timeout_s=timeout_s))
-        return [(j.pred, j.score) for j in judge_texts([completion], [example], settings)]
+        settings = PPOConfig(cot="python", timeout_s=timeout_s)
+        return [(j.pred, j.score) for j in score_texts([completion], [example], settings)]
 
     assert judged(0.2) == [(None, 0.0)]
     assert judged(3.0) == [("4", 1.0)]
@@ -87,5 +87,5 @@ def test_the_timeout_setting_reaches_the_sandbox():
 
 def test_the_timeout_defaults_agree():
     default = inspect.signature(judge).parameters["timeout_s"].default
-    assert GenArgs().timeout_s == SelfTrainConfig().timeout_s == EvalSettings().timeout_s
+    assert GenArgs().timeout_s == SelfTrainConfig().timeout_s
     assert GenArgs().timeout_s == default

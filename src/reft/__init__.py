@@ -1,3 +1,5 @@
 """reft: Reinforced Fine-Tuning (Luong et al., ACL 2024) for math reasoning."""
 
-__version__ = "0.1.0"
+from reft._version import __version__
+
+__all__ = ["__version__"]

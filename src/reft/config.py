@@ -7,15 +7,150 @@ suited to the tiny from-scratch model that ``reft model init`` builds.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 from reft.answers import PARSERS
+from reft.errors import UserError
 
 PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"
 
 
+# ---------------------------------------------------------------- checking settings
+
+
+class ConfigError(UserError):
+    """A setting outside its range or choices: ``--flag-name: must be ...; got X``.
+
+    ``field`` names the setting, so a caller that knows where the value came from (a YAML
+    file, a pipeline section) can say so.
+    """
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
-class DataArgs:
+class Range:
+    """Bounds of a numeric setting. ``low``/``high``: None = unbounded; ``open_low``/``open_high``:
+    the bound itself is excluded. An unset optional (None) always passes; NaN never does,
+    nor infinity unless ``inf_ok``. ``why`` is added to the message in brackets."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    inf_ok: bool = False
+    why: str = ""
+
+    def admits(self, x: float) -> bool:
+        if math.isnan(x) or (math.isinf(x) and not self.inf_ok):
+            return False
+        if self.low is not None and (x <= self.low if self.open_low else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.open_high else x <= self.high)
+
+    def describe(self) -> str:
+        lo, hi = (None if b is None else format(b, "g") for b in (self.low, self.high))
+        if lo is not None and hi is not None:
+            if not (self.open_low or self.open_high):
+                text = f"between {lo} and {hi}"
+            else:
+                text = f"{'>' if self.open_low else '>='} {lo} and {'<' if self.open_high else '<='} {hi}"
+        elif lo is not None:
+            text = f"{'>' if self.open_low else '>='} {lo}"
+        elif hi is not None:
+            text = f"{'<' if self.open_high else '<='} {hi}"
+        else:
+            text = "a finite number" if not self.inf_ok else "a number"
+        return f"{text} ({self.why})" if self.why else text
+
+
+COUNT = Range(1)
+"""An integer count that must be at least 1 (sizes, epochs, intervals used as a modulus)."""
+COUNT0 = Range(0)
+"""A count where 0 means "off" or "all" (see the flag's help)."""
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, open_low=True)
+FRACTION = Range(0, 1)
+"""A probability or ratio in [0, 1]."""
+MIN_LENGTH = Range(16, why="room for a prompt and its answer")
+TOKEN_ID = Range(0)
+
+
+def _field_kind(tp: Any) -> str:
+    """'int', 'float' or '' for a dataclass field's (string) annotation such as ``float | None``."""
+    names = {t.strip() for t in str(getattr(tp, "__name__", tp)).split("|")} - {"None"}
+    return next(iter(names)) if len(names) == 1 and names <= {"int", "float"} else ""
+
+
+def _merged(cls: type, table: str) -> dict[str, Any]:
+    """A class attribute table (CHOICES, BOUNDS, CONTAINS) merged over the MRO, most derived last,
+    so a class sees its bases' entries without spelling them out."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(vars(klass).get(table, {}))
+    return out
+
+
+def flag(name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def validate(cfg: Any) -> None:
+    """Check a config's settings against its class tables; ConfigError (a UserError) on the first
+    one out of bounds, naming its flag.
+
+    * ``CHOICES``: field -> allowed values;
+    * ``BOUNDS``: field -> :class:`Range` (int fields must also be integers);
+    * ``CONTAINS``: field -> text the value must contain (``{question}`` in ``--template``).
+
+    Every config class here runs it once, from ``__post_init__`` (see :class:`Checked`), so
+    each command, YAML file and Python caller gets it; ``reft.configio.make_config`` runs it
+    for other dataclasses that declare the tables (the pipeline's sections).
+    """
+    cls = type(cfg)
+    kinds = {f.name: _field_kind(f.type) for f in dataclasses.fields(cfg)}
+    optional = {f.name for f in dataclasses.fields(cfg)
+                if "None" in str(f.type) or "Optional" in str(f.type)}
+    for name, allowed in _merged(cls, "CHOICES").items():
+        value = getattr(cfg, name)
+        if value not in allowed:
+            raise ConfigError(name, f"{flag(name)}: must be one of "
+                                    f"{', '.join(map(str, allowed))}; got {value!r}")
+    for name, rng in _merged(cls, "BOUNDS").items():
+        value = getattr(cfg, name)
+        if value is None and name in optional:
+            continue
+        integer = kinds.get(name) == "int"
+        number = isinstance(value, numbers.Integral if integer else numbers.Real)
+        if isinstance(value, bool) or not number or not rng.admits(float(value)):
+            what = "an integer " if integer else ""
+            raise ConfigError(name, f"{flag(name)}: must be {what}{rng.describe()}; got {value!r}")
+    for name, part in _merged(cls, "CONTAINS").items():
+        value = getattr(cfg, name)
+        if not isinstance(value, str) or part not in value:
+            raise ConfigError(name, f"{flag(name)}: must contain {part}; got {value!r}")
+
+
+class Checked:
+    """Base of the config roots: a dataclass built from it is validated once, on construction
+    (``__init__``, ``dataclasses.replace``)."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+# ---------------------------------------------------------------- the configs
+
+
+@dataclass(frozen=True)
+class DataArgs(Checked):
     """Where the data comes from and how it is read (shared by every stage)."""
 
     cot: str = "nl"
@@ -50,6 +185,13 @@ class DataArgs:
         "data_format": ("auto", "gsm8k", "reft", "hf"),
         "dtype": ("auto", "float32", "bfloat16", "float16"),
     }
+    BOUNDS = {
+        "max_examples": COUNT0,
+        "seed": NON_NEGATIVE,
+        "eos_token_id": TOKEN_ID,
+        "pad_token_id": TOKEN_ID,
+    }
+    CONTAINS = {"template": "{question}"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +220,15 @@ class TrainArgs(DataArgs):
     """Compute precision (autocast; weights stay fp32 masters): auto (bf16 on a GPU with native bf16, else no), no, bf16 (GPU or CPU), fp16 (GPU)."""
 
     CHOICES = {**DataArgs.CHOICES, "mixed_precision": ("auto", "no", "bf16", "fp16")}
+    BOUNDS = {
+        "lr": POSITIVE,
+        "max_grad_norm": Range(0, open_low=True, inf_ok=True),
+        "weight_decay": NON_NEGATIVE,
+        "log_every": COUNT,
+        "lora_r": Range(0, why="0 = full fine-tuning"),
+        "lora_alpha": COUNT,
+        "lora_dropout": Range(0, 1, open_high=True),
+    }
 
 
 @dataclass(frozen=True)
@@ -101,6 +252,14 @@ class SFTConfig(TrainArgs):
     max_length: int = 512
     """Truncate prompt+CoT to this many tokens."""
 
+    BOUNDS = {
+        "epochs": COUNT,
+        "batch_size": COUNT,
+        "grad_accum": COUNT,
+        "warmup_ratio": FRACTION,
+        "max_length": MIN_LENGTH,
+    }
+
     @property
     def tiny_lr(self) -> float:
         """Learning rate used for a reft-built tiny model when --lr is not given."""
@@ -108,7 +267,7 @@ class SFTConfig(TrainArgs):
 
 
 @dataclass(frozen=True)
-class GenArgs:
+class GenArgs(Checked):
     """Sampling settings."""
 
     max_new_tokens: int = 256
@@ -119,6 +278,13 @@ class GenArgs:
     """Prompts per generation batch."""
     timeout_s: float = 3.0
     """Wall-clock limit in seconds for each model-written program (cot=python); one that runs past it answers nothing. The release allows 10 s (2 s in its later small-model RL script); reft keeps 3 s: the 3043 SVAMP programs take at most 16 ms in the sandbox and sympy solves about 55 ms, while a program that never ends holds a worker, and so the whole scoring step, for the full limit (docs/answers.md)."""
+
+    BOUNDS = {
+        "max_new_tokens": COUNT,
+        "temperature": Range(0, why="0 = greedy"),
+        "batch_size": COUNT,
+        "timeout_s": POSITIVE,
+    }
 
 
 @dataclass(frozen=True)
@@ -135,6 +301,8 @@ class EvalConfig(GenArgs, DataArgs):
     """Samples per question for vote@k / pass@k / rerank@k (0 = greedy top-1 only)."""
     rerank: str = ""
     """Reward-model directory (from 'reft reranker train') for rerank@k."""
+
+    BOUNDS = {"k": Range(0, why="0 = greedy top-1 only")}
 
 
 @dataclass(frozen=True)
@@ -204,6 +372,27 @@ class PPOConfig(GenArgs, TrainArgs):
         # reft.algorithms.LOSS_AGG_MODES, spelled out: importing it would import torch
         "loss_agg": ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum"),
     }
+    BOUNDS = {
+        "temperature": Range(0, open_low=True, why="log-probabilities are taken at it"),
+        "epochs": COUNT,
+        "max_steps": COUNT0,
+        "rollout_batch_size": COUNT,
+        "samples_per_question": COUNT,
+        "mini_batch_size": COUNT,
+        "ppo_epochs": COUNT,
+        "kl_coef": NON_NEGATIVE,
+        "gamma": FRACTION,
+        "lam": FRACTION,
+        "clip_eps": POSITIVE,
+        "value_clip": POSITIVE,
+        "vf_coef": NON_NEGATIVE,
+        "value_lr": POSITIVE,
+        "partial_reward": FRACTION,
+        "eval_every": COUNT0,
+        "eval_examples": COUNT0,
+        "save_every": COUNT,
+        "kl_warn": Range(0, inf_ok=True),
+    }
 
     @property
     def beta(self) -> float:
@@ -230,6 +419,8 @@ class SampleConfig(GenArgs, DataArgs):
     """Output JSON-lines file; an existing one is continued, not overwritten."""
     k: int = 4
     """Samples per question."""
+
+    BOUNDS = {"k": COUNT}
 
 
 @dataclass(frozen=True)
@@ -264,6 +455,18 @@ class SelfTrainConfig(SFTConfig):
     """Run directory."""
 
     CHOICES = {**SFTConfig.CHOICES, "mode": ("offline", "online")}
+    BOUNDS = {
+        "max_new_tokens": COUNT,
+        "temperature": Range(0, why="0 = greedy"),
+        "gen_batch_size": COUNT,
+        "timeout_s": POSITIVE,
+        "k": COUNT,
+        "max_per_question": COUNT,
+        "samples_per_question": COUNT,
+        "rollout_batch_size": COUNT,
+        "updates_per_batch": COUNT,
+        "max_steps": COUNT0,
+    }
 
 
 @dataclass(frozen=True)
@@ -284,6 +487,13 @@ class RerankerConfig(TrainArgs):
     """Truncate prompt+completion to this many tokens."""
     warmup_ratio: float = 0.1
     """Fraction of steps with linear warm-up."""
+
+    BOUNDS = {
+        "epochs": COUNT,
+        "batch_size": COUNT,
+        "max_length": MIN_LENGTH,
+        "warmup_ratio": FRACTION,
+    }
 
     @property
     def tiny_lr(self) -> float:

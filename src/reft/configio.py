@@ -14,14 +14,18 @@ import json
 import textwrap
 import types
 import typing
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from reft.config import Checked, ConfigError, validate
 from reft.errors import UserError
 
 C = TypeVar("C")
+_UNLOCATED = ("config", "command line")
+"""``make_config`` sources that add nothing to a message naming the flag."""
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -86,16 +90,6 @@ def _coerce(cls: type, name: str, value: Any, source: str) -> Any:
     return value
 
 
-def _check_choices(cls: type, cfg: Any) -> None:
-    choices = getattr(cls, "CHOICES", {})
-    for name, allowed in choices.items():
-        value = getattr(cfg, name)
-        if value not in allowed:
-            raise UserError(
-                f"--{name.replace('_', '-')}: must be one of {', '.join(map(str, allowed))}; got {value!r}"
-            )
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors naming the file."""
     p = Path(path)
@@ -112,8 +106,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def make_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
-    """Build ``cls`` from a dict, rejecting unknown keys with a clear message."""
+def make_config(cls: type[C], values: dict[str, Any], source: str = "config",
+                flags: Collection[str] = ()) -> C:
+    """Build ``cls`` from a dict, rejecting unknown keys with a clear message.
+
+    Every value is checked (``reft.config.validate``: ranges, choices, the template's
+    ``{question}``) as the config is made; a bad one is a one-line UserError naming its flag,
+    after ``source`` (a YAML file, a pipeline section) unless the value is one of ``flags``,
+    the names given on the command line (their flag says where they came from).
+    """
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     clean: dict[str, Any] = {}
     for key, value in values.items():
@@ -123,12 +124,17 @@ def make_config(cls: type[C], values: dict[str, Any], source: str = "config") ->
                 f"{source}: unknown key '{key}' for {cls.__name__} "
                 f"(known: {', '.join(sorted(names))})"
             )
-        clean[name] = _coerce(cls, name, value, source)
+        clean[name] = _coerce(cls, name, value, "command line" if name in flags else source)
     try:
         cfg = cls(**clean)
+        if not isinstance(cfg, Checked):  # e.g. the pipeline's sections: checked here instead
+            validate(cfg)
     except TypeError as e:  # a required field is missing
         raise UserError(f"{source}: {e}") from None
-    _check_choices(cls, cfg)
+    except ConfigError as e:
+        if e.field in flags or source in _UNLOCATED:
+            raise
+        raise ConfigError(e.field, f"{source}: {e}") from None
     return cfg
 
 
@@ -160,18 +166,22 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **fixed: Any) -> C:
-    """Merge defaults, ``--config`` YAML and explicit flags into a frozen config."""
+    """Merge defaults, ``--config`` YAML and explicit flags into a frozen config (checked:
+    a bad value is a one-line UserError, raised before anything else happens)."""
     values: dict[str, Any] = {}
     source = "command line"
     if getattr(args, "config", None):
         values.update(read_yaml(args.config))
         source = str(args.config)
+    given: set[str] = set(fixed)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         v = getattr(args, f.name, None)
         if v is not None:
+            values.pop(f.name.replace("_", "-"), None)  # a flag overrides either YAML spelling
             values[f.name] = v
+            given.add(f.name)
     values.update(fixed)
-    return make_config(cls, values, source)
+    return make_config(cls, values, source, flags=given)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ resumes where it stopped when rerun with the same options.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from reft.errors import UserError
@@ -106,19 +105,13 @@ def write_data(out: Path, plan: dict, seed: int, cot: str) -> None:
                         data / "test.json", cot)
 
 
-def main(args) -> int:
+def run_demo(out: Path, quick: bool = False, seed: int = 0, cot: str = "python") -> dict:
+    """The whole protocol on the embedded synthetic task into ``out``; the pipeline's results."""
     from reft.pipeline import parse_pipeline, run_pipeline
 
-    plan = plan_for("quick" if args.quick else "full", args.cot)
-    out = Path(args.out)
+    plan = plan_for("quick" if quick else "full", cot)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    t0 = time.perf_counter()
-    write_data(out, plan, args.seed, args.cot)
-    pipe = parse_pipeline(pipeline_spec(plan, out, args.seed, args.cot), "reft demo", str(out))
-    results = run_pipeline(pipe)
-    print("\n" + (out / "results.md").read_text())
-    print(f"report: {out / 'report.html'}")
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s "
-          f"(pipeline stages: {results.get('wall_s', 0):.0f} s)")
-    return 0
+    write_data(out, plan, seed, cot)
+    pipe = parse_pipeline(pipeline_spec(plan, out, seed, cot), "reft demo", str(out))
+    return run_pipeline(pipe)

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from reft.answers import RELEASE_TRIGGER, extract_answer
+from reft.config import EvalConfig
 from reft.data import load_examples
 from reft.data.prompts import build_target
-from reft.eval.runner import EvalSettings, judge_texts
 from reft.rewards import score
+from reft.rollout.score import score_texts
 
 # Two SVAMP CoTs of the release state another answer than their gold:
 # svamp_929 "<9>" for 8.9333333333, svamp_2000 "<69.32%>" for 69.4.
@@ -77,7 +78,7 @@ def test_svamp_programs_score_one_under_default(shared_data):
     assert len(examples) == 3043
     # what the model writes after the prompt's "def solution():" header, judged as eval does
     texts = [build_target(e, "python") for e in examples]
-    judged = judge_texts(texts, examples, EvalSettings(cot="python"))
+    judged = score_texts(texts, examples, EvalConfig(cot="python"))
     wrong = [(e.id, e.answer, j.pred) for e, j in zip(examples, judged, strict=True)
              if j.score != 1.0]
     assert not wrong, wrong[:20]

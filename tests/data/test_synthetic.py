@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from reft.cli import commands
 from reft.data import synthetic
 from reft.data.synthetic import count_paths, generate, generate_problems, render, write_reft_json
 from reft.errors import UserError
@@ -208,13 +209,14 @@ def test_bad_arguments_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="split"):
         generate(2, split="dev")
     with pytest.raises(UserError, match="positive"):
-        synthetic.main(argparse.Namespace(n=0, seed=0, split="train", out=str(tmp_path / "x.json")))
+        commands.data_synth(argparse.Namespace(n=0, seed=0, split="train", out=str(tmp_path / "x.json"),
+                                                cot="nl", level="standard"))
 
 
 def test_main_honors_a_cot_flag(tmp_path, capsys):
     out = tmp_path / "p.json"
-    args = argparse.Namespace(n=5, seed=0, split="test", out=str(out), cot="python")
-    assert synthetic.main(args) == 0
+    args = argparse.Namespace(n=5, seed=0, split="test", out=str(out), cot="python", level="standard")
+    assert commands.data_synth(args) == 0
     rows = json.loads(out.read_text())
     assert rows[0]["answer_cot"].startswith("def solution():") and rows[0]["item_id"] == "synth-test-0"
     assert len(capsys.readouterr().out.strip().splitlines()) == 1

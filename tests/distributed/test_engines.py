@@ -118,7 +118,7 @@ def _cfg(lora_r: int = 0):
 
 
 def test_prepare_engine_fills_deepspeeds_micro_batch():
-    from reft.training.common import prepare_engine, shards_params
+    from reft.runtime.dist import prepare_engine, shards_params
 
     acc = _FakeAccelerator(_plugin("deepspeed_zero2"))
     prepare_engine(acc, _cfg(), micro_batch=4)
@@ -128,7 +128,7 @@ def test_prepare_engine_fills_deepspeeds_micro_batch():
 
 
 def test_prepare_engine_refuses_what_deepspeed_would_get_wrong():
-    from reft.training.common import prepare_engine, shards_params
+    from reft.runtime.dist import prepare_engine, shards_params
 
     with pytest.raises(UserError, match="--grad-accum 1"):
         prepare_engine(_FakeAccelerator(_plugin("deepspeed_zero2")), _cfg(), 4, backward_passes=2)
@@ -141,7 +141,7 @@ def test_prepare_engine_refuses_what_deepspeed_would_get_wrong():
 def test_zero3_reference_is_an_inference_engine(monkeypatch):
     """Under ZeRO-3 the frozen reference goes through deepspeed.initialize with the run's
     config minus optimizer/scheduler (TRL's prepare_deepspeed)."""
-    from reft.training.ppo import _zero3_inference
+    from reft.training.reference import zero3_inference as _zero3_inference
 
     plugin = _plugin("deepspeed_zero3")
     plugin.deepspeed_config["optimizer"] = {"type": "AdamW"}
@@ -164,8 +164,10 @@ def test_zero3_reference_is_an_inference_engine(monkeypatch):
 
 def test_zero3_reference_is_not_used_without_deepspeed(tiny_model_dir, monkeypatch):
     from reft.config import PPOConfig
-    from reft.training.common import make_accelerator, shards_params
-    from reft.training.ppo import _reference, _zero3_inference
+    from reft.runtime.dist import shards_params
+    from reft.runtime.precision import make_accelerator
+    from reft.training.reference import reference_model as _reference
+    from reft.training.reference import zero3_inference as _zero3_inference
 
     monkeypatch.setitem(sys.modules, "deepspeed", None)  # any import of it would fail
     cfg = PPOConfig(model=str(tiny_model_dir), mixed_precision="no")
@@ -206,7 +208,7 @@ class _DeepSpeedRun:
 
 def _under_deepspeed(monkeypatch, module, name: str) -> None:
     """Make ``module`` (a training module) build its accelerator under the plugin ``name``."""
-    from reft.training.common import make_accelerator
+    from reft.runtime.precision import make_accelerator
 
     plugin = _plugin(name)
     monkeypatch.setattr(module, "make_accelerator", lambda cfg: _DeepSpeedRun(make_accelerator(cfg), plugin))
@@ -254,10 +256,10 @@ def test_ppo_refuses_a_separate_critic_under_zero3(stage, critic, estimator, ref
                                                    tiny_data, tmp_path, monkeypatch, capsys):
     """The separate critic is a deepcopy of the policy, which under ZeRO-3 holds only this
     process's shards: refused in one line before anything loads."""
-    import reft.training.ppo as ppo
+    import reft.training.ppo_setup as ppo_setup
     from tests.fixtures import error_lines, reft_main
 
-    _under_deepspeed(monkeypatch, ppo, f"deepspeed_zero{stage}")
+    _under_deepspeed(monkeypatch, ppo_setup, f"deepspeed_zero{stage}")
     args = ["ppo", "--model", tiny_model_dir, "--train-file", tiny_data.train, "--critic", critic,
             "--estimator", estimator, "--samples-per-question", 2, "--mini-batch-size", 4,
             "--mixed-precision", "no", "--out", tmp_path / "ppo"]

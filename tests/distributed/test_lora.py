@@ -12,8 +12,8 @@ from tests.fixtures import model_weights, reft_main, weights_changed
 
 def _policy(tiny_model_dir, **kw):
     from reft.config import PPOConfig
-    from reft.training.common import make_accelerator
-    from reft.training.sft import load_policy
+    from reft.runtime.precision import make_accelerator
+    from reft.training.policy import load_policy
 
     cfg = PPOConfig(model=str(tiny_model_dir), lora_r=4, mixed_precision="no", **kw)
     acc = make_accelerator(cfg)
@@ -27,8 +27,10 @@ def _logits(model, ids):
 
 
 def test_reference_is_the_policy_with_adapters_off(tiny_model_dir):
+    from reft.models.actor_critic import ActorCritic
     from reft.models.loading import load_model
-    from reft.training.ppo import ActorCritic, _AdaptersOff, _reference
+    from reft.training.reference import AdaptersOff as _AdaptersOff
+    from reft.training.reference import reference_model as _reference
 
     cfg, acc, lm, _ = _policy(tiny_model_dir)
     ref = _reference(cfg, lm, acc)

@@ -17,7 +17,7 @@ from torch.distributed.fsdp import fully_shard
 
 from reft.config import SampleConfig
 from reft.data.records import Example
-from reft.rollout.sample_cmd import sample_records
+from reft.rollout.sample import sample_records
 from reft.training.selftrain import local_questions
 from tests.tiny import tiny_model_and_tokenizer
 

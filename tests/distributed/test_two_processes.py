@@ -64,7 +64,7 @@ def _assert_close(a: dict, b: dict, atol: float = 1e-5) -> None:
 
 
 def _without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "tokens_per_s"}
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "perf/tokens_per_s"}
             for r in rows]
 
 

@@ -13,8 +13,9 @@ from reft.config import EvalConfig, PPOConfig, SampleConfig, SelfTrainConfig
 from reft.configio import add_config_args, config_from_args, make_config, save_config
 from reft.data.records import Example
 from reft.errors import UserError
-from reft.eval.runner import EvalSettings, evaluate, judge_texts
+from reft.eval.runner import evaluate
 from reft.rewards import judge
+from reft.rollout.score import score_texts
 from tests.test_answers import CASES, PARSERS_UNDER_TEST
 
 
@@ -46,10 +47,10 @@ def test_reward_and_eval_read_the_same_answer(monkeypatch, parser, task):
         return sampler.Generations([[1]] * len(out), [[2]] * len(out), out, [False] * len(out))
 
     monkeypatch.setattr(sampler, "generate", fake_generate)
-    s = EvalSettings(task=task, k=1, answer_parser=parser)
+    s = EvalConfig(task=task, answer_parser=parser)
     rewarded = judge(texts, golds, task=task, parser=parser)
-    assert judge_texts(texts, examples, s) == rewarded
-    _, records = evaluate(None, None, examples, s, progress=False)
+    assert score_texts(texts, examples, s) == rewarded
+    _, records = evaluate(None, None, examples, s, 1, progress=False)
     for rec, j, value, case in zip(records, rewarded, values, cases, strict=True):
         assert (rec["pred"], rec["correct"]) == (j.pred, j.correct), case[0]
         assert rec["samples"][0]["pred"] == j.pred
@@ -60,10 +61,13 @@ def test_reward_and_eval_read_the_same_answer(monkeypatch, parser, task):
 
 
 @pytest.mark.parametrize("cls", [EvalConfig, PPOConfig, SampleConfig, SelfTrainConfig])
-def test_setting_reaches_eval_settings(cls):
-    assert EvalSettings.from_config(cls()).answer_parser == "default"
-    cfg = make_config(cls, {"answer_parser": "lenient"})
-    assert EvalSettings.from_config(cfg).answer_parser == "lenient"
+def test_setting_reaches_scoring(cls):
+    """Every config that samples carries the parser, and scoring reads it from there."""
+    example = [Example("1", "q", "18", None)]
+    text = ["Therefore, the answer is: $18"]
+    assert cls().answer_parser == "default"
+    assert not score_texts(text, example, cls())[0].correct
+    assert score_texts(text, example, make_config(cls, {"answer_parser": "lenient"}))[0].correct
 
 
 def test_setting_is_a_flag_with_choices_and_is_saved(tmp_path):

@@ -79,9 +79,10 @@ def test_gold_completions_score_as_correct(cot, tiny_data, monkeypatch):
     if cot == "python":
         _sandbox()
     import reft.rollout.sampler as sampler
+    from reft.config import EvalConfig
     from reft.data import load_examples
     from reft.data.prompts import build_prompt, build_target
-    from reft.eval.runner import EvalSettings, evaluate
+    from reft.eval.runner import evaluate
 
     path = tiny_data.test if cot == "nl" else tiny_data.test_py
     examples = load_examples(str(path), cot=cot)
@@ -92,7 +93,7 @@ def test_gold_completions_score_as_correct(cot, tiny_data, monkeypatch):
         return sampler.Generations([[1]] * len(texts), [[2]] * len(texts), texts, [False] * len(texts))
 
     monkeypatch.setattr(sampler, "generate", generate)
-    summary, records = evaluate(None, None, examples, EvalSettings(cot=cot, k=2), progress=False)
+    summary, records = evaluate(None, None, examples, EvalConfig(cot=cot), 2, progress=False)
     assert summary["n"] == N_TEST
     assert summary["top1"] == summary["vote@k"] == summary["pass@k"] == 1.0
     assert [r["pred"] for r in records] == [e.answer for e in examples]

@@ -15,8 +15,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def sft_metrics(steps: int = 5, start_loss: float = 2.0) -> list[dict]:
-    return [{"step": s, "epoch": s / steps, "loss": start_loss / (s + 1), "lr": 1e-5,
-             "tokens_per_s": 1000.0 + s} for s in range(1, steps + 1)]
+    return [{"step": s, "epoch": s / steps, "loss/nll": start_loss / (s + 1), "optim/lr": 1e-5,
+             "perf/tokens_per_s": 1000.0 + s} for s in range(1, steps + 1)]
 
 
 def ppo_metrics(steps: int = 6) -> list[dict]:
@@ -26,7 +26,7 @@ def ppo_metrics(steps: int = 6) -> list[dict]:
                "policy/kl": 0.01 * s, "policy/approx_kl": 0.001, "policy/clipfrac": 0.05,
                "policy/entropy": 1.2, "loss/policy": -0.01, "loss/value": 0.3,
                "value/explained_variance": 0.2, "response/length": 60.0 + s,
-               "response/truncated_frac": 0.0, "time/rollout_s": 2.0, "time/update_s": 1.0}
+               "response/truncated_frac": 0.0, "time/sample_s": 2.0, "time/update_s": 1.0}
         if s % 3 == 0:
             row["eval/top1"] = 0.3 + 0.02 * s
         rows.append(row)

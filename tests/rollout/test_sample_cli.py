@@ -80,7 +80,7 @@ def test_max_examples_also_caps_questions_passed_in(tmp_path, tiny_model_dir, ti
     them (the demo samples reranker data from part of a large training set)."""
     from reft.config import SampleConfig
     from reft.data import load_examples
-    from reft.rollout.sample_cmd import run_sample
+    from reft.rollout.samples_file import run_sample
 
     examples = load_examples(tiny_data.test)
     cfg = SampleConfig(model=tiny_model_dir, out=str(tmp_path / "s.jsonl"), k=1,

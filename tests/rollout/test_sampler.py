@@ -1,6 +1,7 @@
 import torch
 
-from reft.rollout.rollout import build_rollout, response_logits
+from reft.models.batching import response_logits
+from reft.rollout.rollout import build_sequences
 from reft.rollout.sampler import generate, left_pad, sample_batch
 from tests.tiny import tiny_model_and_tokenizer
 
@@ -43,7 +44,7 @@ def test_rollout_layout_and_response_logits():
     model, tok = tiny_model_and_tokenizer()
     torch.manual_seed(0)
     g = generate(model, tok, ["Question:\nA\n", "Question:\nTom has 3 boxes.\n"], max_new_tokens=5)
-    r = build_rollout(g, tok.pad_token_id)
+    r = build_sequences(g, tok.pad_token_id)
     P = r.prompt_len
     assert r.input_ids.shape[1] == P + r.response_mask.shape[1]
     for i, c in enumerate(g.completion_ids):
@@ -52,4 +53,4 @@ def test_rollout_layout_and_response_logits():
         assert r.response_mask[i].tolist() == [1.0] * n + [0.0] * (r.response_mask.shape[1] - n)
     # logits at P-1+t predict response token t: the greedy-free check is shape + alignment
     logits = model(input_ids=r.input_ids, attention_mask=r.attention_mask, position_ids=r.position_ids).logits
-    assert response_logits(logits, r).shape[:2] == r.response_mask.shape
+    assert response_logits(logits, r.prompt_len).shape[:2] == r.response_mask.shape

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
+from reft.cli.commands import exec_programs as main
 from reft.errors import UserError
-from reft.sandbox.cli import load_programs, main
+from reft.sandbox.programs_file import load_programs
 
 PROGRAM = "def solution():\n    return 6 * 7\n"
 

@@ -30,9 +30,10 @@ from torch.testing import assert_close
 from reft.algorithms.advantages import get_estimator
 from reft.algorithms.kl import kl_per_token
 from reft.algorithms.logits import logprobs_from_logits
-from reft.rollout.rollout import build_rollout, response_logits
+from reft.models.actor_critic import ActorCritic
+from reft.models.batching import response_logits
+from reft.rollout.rollout import build_sequences
 from reft.rollout.sampler import Generations
-from reft.training.ppo import ActorCritic
 
 V, PAD, EOS = 10, 0, 9
 PROMPTS = [[1, 2, 3], [5]]
@@ -81,7 +82,7 @@ def _logp(hit_p: float, hit: int) -> float:
 def rollout():
     gens = Generations(prompt_ids=PROMPTS, completion_ids=COMPLETIONS, texts=["", ""],
                        truncated=TRUNCATED)
-    return build_rollout(gens, pad_id=PAD)
+    return build_sequences(gens, pad_id=PAD)
 
 
 def _value_model(critic: str) -> ActorCritic:
@@ -107,7 +108,7 @@ def test_rollout_layout(rollout):
 def test_response_token_j_is_scored_by_the_logit_at_prompt_len_minus_1_plus_j(rollout):
     lm = NextTokenLM(hit=0.5)
     logits = lm(input_ids=rollout.input_ids).logits
-    resp = response_logits(logits, rollout)
+    resp = response_logits(logits, rollout.prompt_len)
     assert resp.shape == (2, 3, V)
     logprobs = logprobs_from_logits(resp, rollout.input_ids[:, rollout.prompt_len:])
     for i, hits in enumerate(HITS):
@@ -116,13 +117,13 @@ def test_response_token_j_is_scored_by_the_logit_at_prompt_len_minus_1_plus_j(ro
     # the same through ActorCritic, with every kind of critic
     for critic, value_free in (("shared", False), ("separate", False), ("shared", True)):
         ac = ActorCritic(lm, critic, value_free=value_free)
-        ac_logits, _ = ac(rollout)
+        ac_logits, _ = ac(**rollout.model_inputs())
         assert_close(ac_logits, resp)
 
 
 @pytest.mark.parametrize("critic", ["shared", "separate"])
 def test_value_of_response_token_j_is_computed_before_it(critic, rollout):
-    _, values = _value_model(critic)(rollout)
+    _, values = _value_model(critic)(**rollout.model_inputs())
     assert values.shape == (2, 3)
     # row 0 reads its values at 3 | 4 8, row 1 at 5 | 6 (and 2 at the padding, unused)
     assert_close(values[0], torch.tensor([0.5, 0.4, 0.2]))
@@ -132,11 +133,11 @@ def test_value_of_response_token_j_is_computed_before_it(critic, rollout):
 def _experience(rollout):
     """old/ref log-probs, per-token KL and values as ``make_experience`` computes them."""
     ac = _value_model("shared")
-    logits, values = ac(rollout)
+    logits, values = ac(**rollout.model_inputs())
     response = rollout.input_ids[:, rollout.prompt_len:]
     old = logprobs_from_logits(logits, response)
     ref_logits = NextTokenLM(hit=0.25)(input_ids=rollout.input_ids).logits
-    ref = logprobs_from_logits(response_logits(ref_logits, rollout), response)
+    ref = logprobs_from_logits(response_logits(ref_logits, rollout.prompt_len), response)
     # no mask on purpose: the estimators must ignore what lies on the padding
     return kl_per_token(old, ref), values.detach()
 

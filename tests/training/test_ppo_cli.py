@@ -23,7 +23,7 @@ from tests.fixtures import (
 STEP_KEYS = {
     "reward/mean", "reward/accuracy", "policy/kl", "policy/approx_kl", "policy/clipfrac",
     "policy/entropy", "loss/policy", "response/length", "response/truncated_frac",
-    "time/rollout_s", "time/update_s",
+    "time/sample_s", "time/score_s", "time/forward_s", "time/advantages_s", "time/update_s",
 }
 VALUE_KEYS = {"loss/value", "value/explained_variance", "value/mean"}
 SMALL = ["--rollout-batch-size", 2, "--mini-batch-size", 2, "--max-new-tokens", 16, "--log-every", 1,
@@ -163,7 +163,7 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith("step 2: non-finite loss in the PPO update (loss=nan, loss/policy=")
-    assert msg.endswith(f"last good checkpoint kept in {out / 'checkpoints'}")
+    assert msg.endswith(f"last good checkpoint: {out / 'checkpoints' / 'step-1'}")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-1"]
     assert not (out / "final").exists()
     ckpt = out / "checkpoints" / "step-1"
@@ -190,7 +190,7 @@ def test_cli_maps_training_error_to_exit_1(tmp_path, tiny_model_dir, tiny_data, 
 
 
 def test_shard_gives_every_process_the_same_number_of_questions():
-    from reft.training.ppo import shard
+    from reft.runtime.dist import shard
 
     assert shard([5, 6, 7], rank=0, world=1, n=4) == [5, 6, 7]  # one process: as it is
     # a short last global batch is filled cyclically: equal shapes, equal all-reduce counts
@@ -202,13 +202,13 @@ def test_shard_gives_every_process_the_same_number_of_questions():
 def test_guard_allows_nan_explained_variance_only(tmp_path):
     """Explained variance is nan when the returns do not vary (e.g. one response token):
     that must not stop training; any other non-finite metric does."""
-    from reft.config import PPOConfig
-    from reft.training.ppo import _guard
+    from reft.training.loop import check_finite
+    from reft.training.ppo import GUARD_IGNORES
 
     ok = {"policy/kl": 0.1, "loss/policy": 0.2, "value/explained_variance": math.nan}
-    _guard(ok, tmp_path, PPOConfig(), step=3)
-    with pytest.raises(TrainingError, match=r"^step 3: non-finite loss/value; last good"):
-        _guard({**ok, "loss/value": math.inf}, tmp_path, PPOConfig(), step=3)
+    check_finite(ok, 3, tmp_path, GUARD_IGNORES)
+    with pytest.raises(TrainingError, match=r"^step 3: non-finite loss/value=inf; no checkpoint was"):
+        check_finite({**ok, "loss/value": math.inf}, 3, tmp_path, GUARD_IGNORES)
 
 
 @pytest.mark.slow

@@ -133,7 +133,7 @@ def test_lora_final_is_merged_in_fp32(tmp_path):
     from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
 
-    from reft.training.sft import hf_saver
+    from reft.training.policy import hf_saver
     from tests.tiny import tiny_model_and_tokenizer
 
     lm, tok = tiny_model_and_tokenizer()
@@ -159,7 +159,7 @@ def test_auto_precision_ignores_emulated_bf16(monkeypatch):
     """``auto`` picks bf16 only where the GPU has it natively (not where torch would emulate
     it), and fp32 compute on CPU."""
     from reft.models import loading
-    from reft.training.common import resolve_mixed_precision
+    from reft.runtime.precision import resolve_mixed_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     calls = []

@@ -15,15 +15,8 @@ from reft.config import RerankerConfig
 from reft.data.prompts import build_prompt, build_target
 from reft.data.records import Example
 from reft.errors import UserError
-from reft.training.reranker import (
-    Reranker,
-    encode_scored,
-    labelled_texts,
-    load_classifier,
-    read_samples,
-    right_pad,
-    train_reranker,
-)
+from reft.models.reranker import Reranker, encode_scored, load_classifier
+from reft.training.reranker import labelled_texts, read_samples, train_reranker
 from tests.fixtures import metrics_from_predictions
 
 Q = "Tom has 3 boxes of 12 pens. He gives away 5 pens. How many pens are left?"
@@ -35,7 +28,8 @@ WRONG = "3 + 12 = 15 pens.\n15 + 5 = 20 pens.\nTherefore, the answer is: 20"
 
 
 def test_rerank_at_k_takes_the_highest_scored_sample(monkeypatch):
-    from reft.eval.runner import EvalSettings, evaluate
+    from reft.config import EvalConfig
+    from reft.eval.runner import evaluate
     from reft.rollout import sampler
     from tests.tiny import tiny_model_and_tokenizer
 
@@ -61,7 +55,7 @@ def test_rerank_at_k_takes_the_highest_scored_sample(monkeypatch):
         return [s for row in scores for s in row]
 
     monkeypatch.setattr(sampler, "generate", fake_generate)
-    summary, records = evaluate(model, tok, examples, EvalSettings(k=3), rerank_fn, progress=False)
+    summary, records = evaluate(model, tok, examples, EvalConfig(), 3, rerank_fn, progress=False)
     # the scorer sees each question's prompt once per sample, aligned with the samples
     assert calls == [([build_prompt(e.question) for e in examples for _ in range(3)], sampled)]
     assert [r["rerank_correct"] for r in records] == [False, True, True, True]
@@ -84,12 +78,6 @@ def test_encode_scored_appends_eos_and_keeps_the_end_when_too_long():
     assert full == p + c + [tok.eos_token_id]
     (cut,) = encode_scored([prompt], [RIGHT], tok, max_length=10)
     assert cut == full[-10:]
-
-
-def test_right_pad():
-    ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 def _write_samples(path: Path, n_questions: int = 4) -> Path:
@@ -163,7 +151,7 @@ def test_reranker_trains_and_scores_probabilities_in_order(tiny_dir, tmp_path):
     assert (out / "config.yaml").is_file() and any((out / "tb").iterdir())
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 6  # 16 samples / 8 per step * 3 epochs
-    assert all(math.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 for r in rows)
+    assert all(math.isfinite(r["loss/bce"]) and 0 <= r["train/accuracy"] <= 1 for r in rows)
     assert all(r["data/positive_frac"] == 0.5 for r in rows)  # 8 of 16 samples are correct
 
     reranker = Reranker.load(out)  # the run directory stands for its final/

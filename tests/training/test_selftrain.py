@@ -242,12 +242,12 @@ def test_online_run_samples_in_lock_step_with_sharded_params(monkeypatch, tmp_pa
     """With sharded parameters (FSDP) sampling gets an all_done function (lock-step forward
     passes), as PPO's does under ZeRO-3; without, none. Each sampled batch is trained on
     --updates-per-batch times."""
-    import reft.rollout.sample_cmd as sample_cmd
-    import reft.training.ppo as ppo
+    import reft.rollout.sample as sample_mod
+    import reft.runtime.dist as dist
     import reft.training.selftrain as selftrain
     from reft.training.selftrain import run_selftrain
 
-    real_sample, real_step = sample_cmd.sample_records, selftrain.nll_step
+    real_sample, real_step = sample_mod.sample_records, selftrain.nll_step
     seen: list = []
     steps: list[float] = []
 
@@ -259,11 +259,11 @@ def test_online_run_samples_in_lock_step_with_sharded_params(monkeypatch, tmp_pa
         steps.append(real_step(*args))
         return steps[-1]
 
-    monkeypatch.setattr(sample_cmd, "sample_records", sample_records)
+    monkeypatch.setattr(sample_mod, "sample_records", sample_records)
     monkeypatch.setattr(selftrain, "nll_step", nll_step)
     for sharded in (False, True):
         monkeypatch.setattr(selftrain, "shards_params", lambda acc, s=sharded: s)
-        monkeypatch.setattr(ppo, "shards_params", lambda acc, s=sharded: s)
+        monkeypatch.setattr(dist, "shards_params", lambda acc, s=sharded: s)
         seen.clear()
         steps.clear()
         # 8 questions, 3 per step: the third (last) batch holds 2, topped up in lock-step
@@ -337,7 +337,7 @@ def _changed(a: Path, b: Path) -> bool:
 
 def _finite_losses(run: Path) -> list[float]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in rows]
+    losses = [r["loss/nll"] for r in rows]
     assert losses and all(math.isfinite(x) for x in losses)
     return losses
 

@@ -49,9 +49,9 @@ def test_metrics_have_one_finite_row_per_step(sft_run):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert [r["epoch"] for r in rows] == [1, 1, 2, 2]
     for r in rows:
-        assert {"step", "epoch", "loss", "lr", "tokens_per_s"} <= r.keys()
-        assert finite(r["loss"]) and r["loss"] > 0
-        assert finite(r["lr"]) and finite(r["tokens_per_s"]) and r["tokens_per_s"] > 0
+        assert {"step", "epoch", "loss/nll", "optim/lr", "perf/tokens_per_s"} <= r.keys()
+        assert finite(r["loss/nll"]) and r["loss/nll"] > 0
+        assert finite(r["optim/lr"]) and finite(r["perf/tokens_per_s"]) and r["perf/tokens_per_s"] > 0
 
 
 def test_tensorboard_events_carry_the_loss(sft_run):
@@ -61,8 +61,8 @@ def test_tensorboard_events_carry_the_loss(sft_run):
     assert events
     acc = EventAccumulator(str(sft_run / "tb"))
     acc.Reload()
-    assert {"loss", "lr", "tokens_per_s"} <= set(acc.Tags()["scalars"])
-    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3, 4]
+    assert {"loss/nll", "optim/lr", "perf/tokens_per_s"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("loss/nll")] == [1, 2, 3, 4]
 
 
 def test_checkpoints_and_final_model(sft_run, tiny_model_dir):
@@ -134,21 +134,22 @@ def test_missing_train_file_is_one_line_and_makes_no_run_dir(tmp_path, tiny_mode
 def test_nan_loss_stops_sft_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, tiny_data,
                                                           monkeypatch):
     """A non-finite loss in epoch 2 raises before the optimizer step; epoch-1 stays intact."""
+    import reft.training.nll as nll
     import reft.training.sft as sft
     from reft.config import SFTConfig
 
-    real, calls = sft.token_nll, []
+    real, calls = nll.token_nll, []
 
     def token_nll(model, batch):
         nll, n = real(model, batch)
         calls.append(1)
         return (nll * math.nan if len(calls) > 2 else nll), n  # steps 1-2 fine, step 3 nan
 
-    monkeypatch.setattr(sft, "token_nll", token_nll)
+    monkeypatch.setattr(nll, "token_nll", token_nll)
     out = tmp_path / "run"
     cfg = SFTConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train), out=str(out),
                     epochs=2, batch_size=4, log_every=1, mixed_precision="no")
-    with pytest.raises(TrainingError, match=r"step 3: loss is nan; last good checkpoint kept in"):
+    with pytest.raises(TrainingError, match=r"step 3: non-finite loss/nll=nan; last good checkpoint: .*epoch-1$"):
         sft.train_sft(cfg)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-1"]
     assert not (out / "final").exists()

@@ -2,7 +2,8 @@ from types import SimpleNamespace
 
 import torch
 
-from reft.training.sft import IGNORE, collate, encode_pairs, epoch_batches, token_nll
+from reft.training.loop import epoch_batches
+from reft.training.nll import IGNORE, collate, encode_pairs, token_nll
 from tests.tiny import tiny_model_and_tokenizer
 
 

@@ -15,7 +15,6 @@ One entry point, ``load_examples``, for every format:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 
@@ -24,7 +23,7 @@ from reft.data import gsm8k, hf, reft_json
 from reft.data.records import Example
 from reft.errors import UserError, where
 
-__all__ = ["Example", "detect_format", "load_examples", "check_main"]
+__all__ = ["Example", "detect_format", "load_examples", "read_source"]
 
 FORMATS = ("auto", "gsm8k", "reft", "hf")
 TASKS = ("numeric", "mc")
@@ -117,28 +116,10 @@ def load_examples(
     return [_finish(label, row, ex, task, cot, require_cot) for row, ex in pairs]
 
 
-def check_main(args: argparse.Namespace) -> int:
-    """``reft data check SOURCE``: load it, print the row count, CoT count and first example."""
-    task = getattr(args, "task", "numeric")
+def read_source(source: str, data_format: str = "auto", columns: str = "", hf_split: str = "train",
+                task: str = "numeric") -> tuple[str, str, list[Example]]:
+    """(format used, label for messages, examples) of any source, CoTs optional (``reft
+    data check``)."""
     _check_choice("--task", task, TASKS)
-    fmt, label, pairs = _read(
-        args.source,
-        getattr(args, "data_format", "auto"),
-        getattr(args, "columns", ""),
-        getattr(args, "hf_split", "train"),
-        0,
-    )
-    examples = [_finish(label, row, ex, task, "nl", False) for row, ex in pairs]
-    with_cot = [e for e in examples if e.cot]
-    programs = sum(e.cot.lstrip().startswith(("def ", "import ", "from ")) for e in with_cot)
-    kind = f" ({programs} of them Python programs)" if programs else ""
-    print(f"{label}: {len(examples)} examples, format {fmt}, task {task}")
-    print(f"with a chain of thought: {len(with_cot)}{kind}")
-    first = examples[0]
-    print("first example:")
-    print(f"  id: {first.id}")
-    print(f"  question: {first.question}")
-    print(f"  answer: {first.answer}")
-    if first.cot:
-        print("  cot:\n" + "\n".join("    " + line for line in first.cot.splitlines()))
-    return 0
+    fmt, label, pairs = _read(source, data_format, columns, hf_split, 0)
+    return fmt, label, [_finish(label, row, ex, task, "nl", False) for row, ex in pairs]

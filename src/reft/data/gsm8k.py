@@ -12,18 +12,10 @@ import re
 from pathlib import Path
 
 from reft.data.hf import Rows, text_field
-from reft.data.records import Example
+from reft.data.records import GSM8K_FINAL, Example, split_solution
 from reft.errors import UserError, where
 
-_CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
-_FINAL = "####"
-
-
-def split_solution(solution: str) -> tuple[str, str]:
-    """``"Natalia sold 48/2 = <<48/2=24>>24 clips...\\n#### 72"`` -> (CoT, ``"72"``)."""
-    head, _, gold = solution.rpartition(_FINAL)
-    cot = _CALCULATOR_NOTE.sub("", head).strip()
-    return cot, gold.strip().replace(",", "")
+__all__ = ["examples_from_rows", "split_solution"]
 
 
 def examples_from_rows(label: str, rows: Rows) -> list[tuple[int, Example]]:
@@ -35,7 +27,7 @@ def examples_from_rows(label: str, rows: Rows) -> list[tuple[int, Example]]:
     for i, (row, record) in enumerate(rows):
         question = text_field(label, row, record, "question")
         solution = text_field(label, row, record, "answer")
-        if _FINAL not in solution:
+        if GSM8K_FINAL not in solution:
             raise UserError(f"{where(label, row)}: field 'answer' has no final '#### N' line")
         cot, gold = split_solution(solution)
         if not gold:

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from reft.data.records import Example
+from reft.data import fetch
+from reft.data.records import Example, split_solution
 from reft.errors import UserError, where
 
 Rows = list[tuple[int, dict[str, Any]]]
@@ -110,8 +111,12 @@ def read_rows(source: str, hf_split: str = "train") -> tuple[str, Rows]:
     """``(label for messages, rows)`` of a local file, a dataset directory or a hub name.
 
     ``hf_split`` applies to directories and hub names (``NAME:CONFIG`` picks a config,
-    e.g. ``openai/gsm8k:main``); a file is one split.
+    e.g. ``openai/gsm8k:main``); a file is one split. A data set name
+    (``reft:svamp_test``, ``hf:gsm8k_train``: see ``reft.data.fetch``) is read from
+    its cached file, downloaded first if need be.
     """
+    if fetch.is_name(source):
+        source = str(fetch.resolve(source))
     path = Path(source).expanduser()
     if path.is_file():
         readers = {
@@ -228,8 +233,6 @@ def examples_from_rows(label: str, rows: Rows, columns: str = "") -> list[tuple[
     An answer column holding a GSM8K solution (``...\\n#### 72``, as in the hub's
     ``openai/gsm8k``) is split into its CoT and gold when no cot column is mapped.
     """
-    from reft.data.gsm8k import split_solution
-
     if not rows:
         raise UserError(f"{label}: no rows")
     mapping = _resolve_columns(label, rows, columns)

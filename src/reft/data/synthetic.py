@@ -13,14 +13,11 @@ a training problem under other names.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
 import operator
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 from reft.data.families import FAMILIES, HE, LEVEL_FAMILIES, WORDS, Family, Step
 from reft.data.records import Example
 from reft.errors import UserError
+from reft.runtime.io import write_atomic
 
 SPLITS = ("train", "test")
 COT_STYLES = ("nl", "python")
@@ -278,26 +276,4 @@ def write_reft_json(examples: Sequence[Example], path: str | Path, cot: str = "n
     rows = [{"item_id": ex.id, "question": ex.question,
              "answer_cot": ex.cot + ANSWER_SENTENCE + ex.answer if cot == "nl" else ex.cot,
              "answer_value": ex.answer} for ex in examples]
-    path, tmp = Path(path), None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2, ensure_ascii=False)
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
-    return path
-
-
-def main(args: argparse.Namespace) -> int:
-    """``reft data synth``: write ``--n`` problems of ``--split`` to ``--out``."""
-    cot = getattr(args, "cot", "nl")
-    if args.n <= 0:
-        raise UserError(f"--n must be a positive number of problems, got {args.n}")
-    level = getattr(args, "level", "standard")
-    path = write_reft_json(generate(args.n, args.seed, args.split, cot, level), args.out, cot)
-    print(f"wrote {args.n} synthetic {args.split} problems ({cot} CoT, seed {args.seed}) to {path}")
-    return 0
+    return write_atomic(Path(path), json.dumps(rows, indent=2, ensure_ascii=False))

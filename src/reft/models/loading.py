@@ -9,6 +9,7 @@ giving up. Every failure is a :class:`reft.errors.UserError` saying what was tri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,8 @@ def resolve_dtype(name: str | torch.dtype, device: str | torch.device | None = N
         return name
     if name == "auto":
         dev = torch.device(device) if device is not None else torch.device("cpu")
+        from reft.runtime.precision import native_bf16
+
         if dev.type == "cuda" and torch.cuda.is_available() and native_bf16():
             return torch.bfloat16
         return torch.float32
@@ -62,17 +65,27 @@ def resolve_dtype(name: str | torch.dtype, device: str | torch.device | None = N
     return getattr(torch, _DTYPES[name])
 
 
-def native_bf16() -> bool:
-    """Whether the current CUDA device computes in bf16 natively (Ampere and later);
-    ``torch.cuda.is_bf16_supported()`` alone also counts emulation."""
-    import torch
+@contextlib.contextmanager
+def quiet_saves():
+    """Hide transformers' own progress bars (``save_pretrained``'s "Writing model shards",
+    shown by transformers 5 even for a one-file model) inside the block; the previous
+    setting comes back afterwards.
 
-    if not torch.cuda.is_available():
-        return False
+    Only transformers' switch is turned: ``transformers.utils.logging.disable_progress_bar()``
+    would also turn off, and ``enable_progress_bar()`` turn back on, the hub's download bars
+    (and override ``HF_HUB_DISABLE_PROGRESS_BARS``). Works as a decorator too.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if not hasattr(hf_logging, "_tqdm_active"):  # not the transformers this was written for
+        yield
+        return
+    was = hf_logging._tqdm_active
+    hf_logging._tqdm_active = False
     try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.3 has no emulation flag: native bf16 is compute capability 8+
-        return torch.cuda.get_device_capability()[0] >= 8
+        yield
+    finally:
+        hf_logging._tqdm_active = was
 
 
 def ensure_pad_token(tokenizer):

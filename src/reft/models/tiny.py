@@ -16,7 +16,6 @@ Design choices:
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from collections.abc import Iterable
@@ -153,7 +152,7 @@ def init_model(out: str | Path, preset: str = "tiny", texts: Iterable[str] | Non
         raise TypeError(f"unknown override(s): {', '.join(sorted(unknown))}")
     sizes = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     out = Path(out).expanduser()
-    _check_out(out)
+    check_out(out)
 
     import torch
     from transformers import LlamaForCausalLM
@@ -174,7 +173,8 @@ def init_model(out: str | Path, preset: str = "tiny", texts: Iterable[str] | Non
     return out
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not an empty folder."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose another --out or remove it")
 
@@ -187,22 +187,7 @@ def _save_atomically(out: Path, model, tokenizer) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        _check_out(out)  # another process may have filled it meanwhile
+        check_out(out)  # another process may have filled it meanwhile
         os.replace(tmp, out)  # replaces an empty directory atomically on POSIX
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def main(args: argparse.Namespace) -> int:
-    """``reft model init``."""
-    _check_out(Path(args.out).expanduser())  # before the slow imports
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    texts = file_texts(args.data) if args.data else None
-    init_model(
-        args.out, preset=args.preset, texts=texts, seed=args.seed,
-        vocab_size=args.vocab_size, hidden_size=args.hidden_size, layers=args.layers,
-        heads=args.heads, max_positions=args.max_positions,
-    )
-    return 0

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from reft.errors import UserError
+from reft.models.batching import positions
 from reft.models.loading import load_model
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -38,11 +39,6 @@ def new_value_head(hidden_size: int, std: float = 1e-3) -> nn.Linear:
     nn.init.normal_(head.weight, std=std)
     nn.init.zeros_(head.bias)
     return head
-
-
-def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
-    """(B, T) positions counting only real tokens, so left and right padding agree."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class _ValueModel(nn.Module):
@@ -65,7 +61,7 @@ class _ValueModel(nn.Module):
              logits: bool) -> tuple[Tensor | None, Tensor]:
         """(logits (B, T, V) or None, values (B, T) float32)."""
         if position_ids is None:
-            position_ids = position_ids_from_mask(attention_mask)
+            position_ids = positions(attention_mask)
         hidden, out_logits = _last_hidden(self.lm, input_ids, attention_mask, position_ids, logits)
         head = self.value_head
         # float32 even under autocast (which would run this linear in bf16): a per-token KL

@@ -23,9 +23,6 @@ The code lives in ``reft.pipeline.spec`` (the YAML and its checking),
 
 from __future__ import annotations
 
-import os
-
-from reft.errors import UserError
 from reft.pipeline.runner import Runner, Stage
 from reft.pipeline.spec import (
     MANAGED,
@@ -43,17 +40,6 @@ from reft.pipeline.stages import collect_results, load_data, run_pipeline
 
 __all__ = [
     "MANAGED", "METHODS", "SECTIONS", "DataSpec", "Pipeline", "RunArgs", "Runner", "Stage",
-    "TinyModel", "collect_results", "load_data", "load_pipeline", "main", "parse_pipeline",
+    "TinyModel", "collect_results", "load_data", "load_pipeline", "parse_pipeline",
     "resolved_dict", "run_pipeline",
 ]
-
-
-def main(args) -> int:
-    """``reft pipeline CONFIG.yaml`` (``args.out``, when the CLI has it, overrides ``out:``)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # the evaluation and sampling stages are single-process; N copies would race
-        raise UserError("reft pipeline runs as one process: start it with 'reft pipeline', not "
-                        "under accelerate launch or torchrun (the stage commands can be)")
-    p = load_pipeline(args.config, getattr(args, "out", None))
-    run_pipeline(p)
-    return 0

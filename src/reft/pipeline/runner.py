@@ -40,7 +40,7 @@ class Runner:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def __call__(self, stage: Stage) -> Path:
-        from reft.training.common import write_json_atomic
+        from reft.runtime.io import write_json_atomic
 
         d, fp = self.out / stage.name, self.fingerprint(stage)
         done = _read_json(d / "DONE.json")

@@ -83,7 +83,7 @@ def _reranker_stage(p: Pipeline, train: list, source: str) -> Stage:
 
     def run(resume: bool) -> Path:
         from reft.models.loading import load_model, load_tokenizer, token_ids
-        from reft.rollout.sample_cmd import run_sample
+        from reft.rollout.samples_file import run_sample
         from reft.training.reranker import train_reranker
 
         model = load_model(scfg.model, dtype=scfg.dtype, device=_device())
@@ -99,7 +99,7 @@ def _eval_stage(name: str, cfg: EvalConfig, test: list, deps: tuple[str, ...]) -
     def run(resume: bool) -> Path:
         import torch
 
-        from reft.eval.runner import EvalSettings, evaluate, load_reranker, write_eval
+        from reft.eval.runner import evaluate, load_reranker, write_eval
         from reft.models.loading import load_model, load_tokenizer, token_ids
 
         tokenizer = load_tokenizer(cfg.model, **token_ids(cfg))
@@ -107,7 +107,7 @@ def _eval_stage(name: str, cfg: EvalConfig, test: list, deps: tuple[str, ...]) -
         rerank_fn = load_reranker(cfg.rerank) if cfg.rerank else None
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
-        summary, records = evaluate(model, tokenizer, test, EvalSettings.from_config(cfg), rerank_fn)
+        summary, records = evaluate(model, tokenizer, test, cfg, cfg.k, rerank_fn)
         summary.update(k=cfg.k, wall_s=round(time.perf_counter() - t0, 2))
         write_eval(Path(cfg.out), summary, records, to_dict(cfg))
         return Path(cfg.out)
@@ -121,7 +121,8 @@ def run_pipeline(p: Pipeline) -> dict:
 
     from reft.report import write_report
     from reft.report.files import atomic_write
-    from reft.training.common import setup_threads, write_json_atomic
+    from reft.runtime.dist import setup_threads
+    from reft.runtime.io import write_json_atomic
 
     t0 = time.perf_counter()
     p.out.mkdir(parents=True, exist_ok=True)

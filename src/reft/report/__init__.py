@@ -6,7 +6,6 @@ Public API: ``results_table_md``, ``make_plots``, ``write_report``, ``main``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from reft.report.files import atomic_write
@@ -56,11 +55,3 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     }
     written.update({f"plots/{p.name}": p for p in plots})
     return written
-
-
-def main(args: argparse.Namespace) -> int:
-    """CLI entry: write the report, print the results table and where the report is."""
-    written = write_report(args.run_dir)
-    print(written["results.md"].read_text(encoding="utf-8"), end="")
-    print(f"\nreport: {written['report.html']}")
-    return 0

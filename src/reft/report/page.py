@@ -11,7 +11,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from reft import __version__
+from reft._version import __version__
 from reft.report.plots import GROUPS
 from reft.report.runs import Run, display_name, method_order
 from reft.report.table import caption, delta_line, duration, table_cells

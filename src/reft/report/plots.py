@@ -31,7 +31,7 @@ GROUPS = (
               (("reward/mean", "mean reward"), ("reward/accuracy", "training accuracy"))),
     PlotGroup("eval_top1", "Held-out accuracy", (("eval/top1", "top-1 accuracy"),)),
     PlotGroup("kl", "KL to the reference policy", (("policy/kl", "KL"),)),
-    PlotGroup("sft_loss", "SFT loss", (("loss", "cross-entropy loss"),)),
+    PlotGroup("sft_loss", "SFT loss", (("loss/nll", "cross-entropy loss"),)),
     PlotGroup("ppo_diagnostics", "PPO diagnostics", (
         ("loss/policy", "policy loss"), ("loss/value", "value loss"),
         ("policy/entropy", "entropy"), ("policy/clipfrac", "clip fraction"),

@@ -189,6 +189,32 @@ def _takes_logits_to_keep(forward) -> bool:
         return False
 
 
+@functools.cache
+def _cache_param(forward) -> str:
+    """The keyword under which ``forward`` takes the KV cache: ``cache`` where its signature
+    names it (transformers 5.x, which deprecates ``past_key_values`` with a FutureWarning on
+    every call), else ``past_key_values`` (transformers 4.x, and forwards that only take
+    ``**kwargs``; 5.x still accepts the old name)."""
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_kwarg(model) -> str:
+    """``_cache_param`` of the transformers model under peft, DDP or FSDP wrappers (whose own
+    forwards pass ``**kwargs`` through unchanged)."""
+    for _ in range(8):
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            break
+    return _cache_param(type(model).forward)
+
+
 def _prefill_kwargs(model) -> dict:
     """``logits_to_keep=1`` where the model supports it: only the last prompt position's
     logits are needed, and (B, P, vocab) logits are the largest tensor of a prefill."""
@@ -223,8 +249,9 @@ def sample_batch(
     ids = ids.to(device)
     pos = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
     cache = _new_cache(width + max_new_tokens)
+    cache_kw = {_cache_kwarg(model): cache}
     logits = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=pos,
-                   past_key_values=cache, use_cache=True, **_prefill_kwargs(model)).logits[:, -1]
+                   use_cache=True, **cache_kw, **_prefill_kwargs(model)).logits[:, -1]
     out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
     alive = torch.arange(n, device=device)  # batch row -> prompt index
@@ -251,7 +278,7 @@ def sample_batch(
         if t == max_new_tokens - 1 or (all_done is not None and all_done(bool(finished.all()))):
             break
         logits = model(input_ids=tok[:, None], attention_mask=mask[:, : width + t + 1],
-                       position_ids=next_pos[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+                       position_ids=next_pos[:, None], use_cache=True, **cache_kw).logits[:, -1]
         next_pos = next_pos + 1
     out, lengths = out.tolist(), lengths.tolist()
     return [row[:n_] for row, n_ in zip(out, lengths, strict=True)]

@@ -9,47 +9,27 @@ Online (the release's ``train_rl_sl.py``): the RL loop's sampling, but the updat
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from reft.config import SampleConfig, SelfTrainConfig, SFTConfig
-from reft.configio import config_from_args
 from reft.data.records import Example
 from reft.errors import UserError
+from reft.rollout import sample as sampling
 from reft.rollout.sampler import question_seed
-from reft.training.common import (
-    MetricsLogger,
-    TrainerState,
-    adamw,
-    dist_state,
-    last_checkpoint,
-    load_checkpoint,
-    make_accelerator,
+from reft.runtime.checkpoint import (
     prepare_run_dir,
     require,
-    save_checkpoint,
-    save_final,
-    setup_threads,
-    shards_params,
-    zero_stage,
 )
-from reft.training.sft import (
-    IGNORE,
-    collate,
-    encode_pairs,
-    epoch_batches,
-    hf_saver,
-    load_policy,
-    resolve_lr,
-    sft_pairs,
-    token_nll,
-)
+from reft.runtime.dist import all_done_fn, dist_state, setup_threads, shards_params, zero_stage
+from reft.runtime.precision import adamw, make_accelerator
+from reft.training.loop import Loop, load_train_examples, total_steps
+from reft.training.nll import IGNORE, collate, encode_pairs, sft_pairs, token_nll
+from reft.training.policy import hf_saver, load_policy, resolve_lr
 
 # the trigger reft.answers grades after (its last one), with a "Therefore," before it
 _ANSWER = re.compile(r"(?:therefore,?[ \t]*)?the answer is", re.IGNORECASE)
@@ -124,7 +104,7 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     for both modes), plus ``samples.jsonl``, which a rerun continues rather than redoes.
     """
     from reft.configio import save_config
-    from reft.rollout.sample_cmd import run_sample
+    from reft.rollout.samples_file import run_sample
     from reft.training.sft import train_sft
 
     samples = Path(cfg.out) / "samples.jsonl"
@@ -204,9 +184,7 @@ def local_questions(gb: list[int], rank: int, world: int, n: int,
 
 
 def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
-    from reft.rollout.sample_cmd import sample_records
-    from reft.training.ppo import all_done_fn
-
+    """The release's online self-training loop (``train_rl_sl.py``), numbered below."""
     if cfg.updates_per_batch < 1:
         raise UserError("--updates-per-batch must be at least 1")
     setup_threads()
@@ -221,59 +199,45 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     opt = adamw(lm.parameters(), lr=online_lr(cfg, lm), weight_decay=cfg.weight_decay)
     lm, opt = acc.prepare(lm, opt)
     world, rank = acc.num_processes, acc.process_index
-    per_epoch = math.ceil(len(examples) / (cfg.rollout_batch_size * world))
-    total = per_epoch * cfg.epochs if not cfg.max_steps else min(cfg.max_steps, per_epoch * cfg.epochs)
-    state = TrainerState()
-    ckpt = last_checkpoint(run_dir) if cfg.resume else None
-    if ckpt is not None:
-        state = load_checkpoint(acc, ckpt)
-    log = MetricsLogger(run_dir, acc.is_main_process, state.step if ckpt else None)
-    gen_cfg = SampleConfig(cot=cfg.cot, task=cfg.task, template=cfg.template, max_new_tokens=cfg.max_new_tokens,
-                           temperature=cfg.temperature, batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s,
-                           answer_parser=cfg.answer_parser)
-    bar = tqdm(total=total, initial=state.step, desc="online self-training", disable=not acc.is_main_process,
-               dynamic_ncols=True)
+    global_batch = cfg.rollout_batch_size * world
+    loop = Loop(cfg, acc, run_dir, total_steps(len(examples), global_batch, cfg.epochs, cfg.max_steps),
+                "online self-training", hf_saver(acc, lm, tok))
     # with sharded parameters (FSDP) every forward pass gathers weights from all processes:
     # sample through the prepared model (FSDP's own forward gathers the root's weights), in
     # lock-step, with as many prompts on every process; else the plain model, no collectives
     lockstep = shards_params(acc)
     sampler, all_done = (lm if lockstep else acc.unwrap_model(lm)), all_done_fn(acc)
-    saved = state.step
-    while state.step < total:
-        batches = epoch_batches(len(examples), cfg.rollout_batch_size * world, cfg.seed, state.epoch)
-        for gb in batches[state.batch_in_epoch:]:
-            if state.step >= total:
-                break
-            idx, own = local_questions(gb, rank, world, cfg.rollout_batch_size, fill=lockstep)
-            batch = [examples[j] for j in idx]
-            t0 = time.perf_counter()
-            # 1. sample, each question seeded by (seed, step, question): a resumed run, or
-            #    one with another number of processes, draws what this one would
-            seeds = [question_seed(cfg.seed, state.step, j) for j in idx]
-            records = sample_records(sampler, tok, batch, gen_cfg, cfg.samples_per_question, seeds,
-                                     all_done=all_done)[:own] if batch else []
-            batch = batch[:own]
-            n = sum(len(r["samples"]) for r in records)
-            acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
-            # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
-            train = online_batch(records, batch, cfg)
-            terms = online_terms(train, cfg)
-            losses = [nll_step(lm, opt, tok, terms, cfg, acc) for _ in range(cfg.updates_per_batch)]
-            state.step += 1
-            state.batch_in_epoch += 1
-            log.log(state.step, {"loss": sum(losses) / len(losses), "reward/accuracy": acc_frac,
-                                 "train/examples": len(train.samples) + len(train.gold),
-                                 "time/step_s": time.perf_counter() - t0}, epoch=state.epoch + 1)
-            bar.update(1)
-        else:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            save_checkpoint(acc, run_dir, f"epoch-{state.epoch}", state, hf_saver(acc, lm, tok))
-            saved = state.step
-    bar.close()
-    if saved != state.step:
-        save_checkpoint(acc, run_dir, f"step-{state.step}", state, hf_saver(acc, lm, tok))
-    log.close()
-    return save_final(acc, run_dir, hf_saver(acc, lm, tok, merge=True))
+    gen_cfg = SampleConfig(cot=cfg.cot, task=cfg.task, template=cfg.template, max_new_tokens=cfg.max_new_tokens,
+                           temperature=cfg.temperature, batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s,
+                           answer_parser=cfg.answer_parser)
+    saved = [loop.step]
+
+    def on_epoch_end() -> None:
+        loop.save(f"epoch-{loop.state.epoch}")
+        saved[0] = loop.step
+
+    for gb in loop.global_batches(len(examples), global_batch, on_epoch_end):
+        idx, own = local_questions(gb, rank, world, cfg.rollout_batch_size, fill=lockstep)
+        batch = [examples[j] for j in idx]
+        t0 = time.perf_counter()
+        # 1. sample, each question seeded by (seed, step, question): a resumed run, or one
+        #    with another number of processes, draws what this one would
+        seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
+        records = sampling.sample_records(sampler, tok, batch, gen_cfg, cfg.samples_per_question, seeds,
+                                 all_done=all_done)[:own] if batch else []
+        batch = batch[:own]
+        n = sum(len(r["samples"]) for r in records)
+        acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
+        # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
+        train = online_batch(records, batch, cfg)
+        terms = online_terms(train, cfg)
+        losses = [nll_step(lm, opt, tok, terms, cfg, acc) for _ in range(cfg.updates_per_batch)]
+        loop.step_done({"loss/nll": sum(losses) / len(losses), "reward/accuracy": acc_frac,
+                        "data/examples": len(train.samples) + len(train.gold),
+                        "time/step_s": time.perf_counter() - t0}, log=True)
+    if saved[0] != loop.step:
+        loop.save()
+    return loop.finish(hf_saver(acc, lm, tok, merge=True))
 
 
 def nll_step(lm, opt, tok, terms: list[tuple[list[Example], float]], cfg: SelfTrainConfig,
@@ -318,19 +282,8 @@ def nll_step(lm, opt, tok, terms: list[tuple[list[Example], float]], cfg: SelfTr
 def run_selftrain(cfg: SelfTrainConfig, examples: list[Example] | None = None) -> Path:
     require(cfg, "model", *(() if examples is not None else ("train_file",)))
     if examples is None:
-        from reft.data import load_examples
 
-        examples = load_examples(cfg.train_file, data_format=cfg.data_format, columns=cfg.columns,
-                                 task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
-                                 max_examples=cfg.max_examples, require_cot=True)
+        examples = load_train_examples(cfg, require_cot=True)
     if cfg.mode == "offline":
         return offline_selftrain(cfg, examples)
     return online_selftrain(cfg, examples)
-
-
-def main(args) -> int:
-    cfg = config_from_args(SelfTrainConfig, args)
-    final = run_selftrain(cfg)
-    if dist_state().is_main_process:
-        print(f"self-training ({cfg.mode}) finished: {final}")
-    return 0

@@ -1,4 +1,4 @@
-"""``reft exec FILE``: run the programs in a JSON file in the sandbox.
+"""Reading the programs of ``reft exec FILE`` (run by ``reft.cli.commands.exec_programs``).
 
 FILE holds a JSON array whose items are program strings, objects with a ``program`` string, or
 ReFT records (objects with an ``answer_cot`` string). One JSON line per program goes to stdout,
@@ -7,15 +7,10 @@ ReFT records (objects with an ``answer_cot`` string). One JSON line per program 
 
 from __future__ import annotations
 
-import argparse
-import collections
 import json
-import sys
-import time
 from pathlib import Path
 
 from reft.errors import UserError, where
-from reft.sandbox.client import Sandbox
 
 
 def load_programs(path: Path) -> list[str]:
@@ -40,23 +35,3 @@ def load_programs(path: Path) -> list[str]:
                             "'program' (or 'answer_cot') string")
         programs.append(program)
     return programs
-
-
-def main(args: argparse.Namespace) -> int:
-    timeout_s = float(args.timeout_s)
-    if not timeout_s > 0:
-        raise UserError(f"--timeout-s must be positive, got {args.timeout_s}")
-    programs = load_programs(Path(args.file))
-    start = time.monotonic()
-    with Sandbox(timeout_s=timeout_s) as sandbox:
-        results = sandbox.run(programs)
-    elapsed = time.monotonic() - start
-    out = sys.stdout
-    for i, result in enumerate(results):
-        out.write(json.dumps({"index": i, "value": result.value, "error": result.error}) + "\n")
-    out.flush()
-    kinds = collections.Counter(r.kind for r in results if not r.ok)
-    failed = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    print(f"reft exec: {len(results)} programs, {len(results) - sum(kinds.values())} ok"
-          f"{'; failed: ' + failed if failed else ''} ({elapsed:.1f}s)", file=sys.stderr)
-    return 0

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from reft import __version__
+from reft._version import __version__
 from reft.errors import TrainingError, UserError
 
 
@@ -51,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_protocols(sub)
+    _add_data(sub)
+    _add_model(sub)
+    _add_methods(sub)
+    return parser
 
+
+def _add_protocols(sub) -> None:
     p = sub.add_parser("demo", help="run the whole ReFT protocol on the embedded synthetic task",
                        description="Synthetic task -> tiny model -> SFT warm-up -> continued SFT vs "
                        "ReFT -> evaluation -> results.json/results.md/report.html.")
@@ -61,21 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cot", choices=["nl", "python"], default="python",
                    help="CoT style (default: python, where a program's operations are run by the "
                    "sandbox; nl: the model does the arithmetic)")
-    p.set_defaults(func=_call("reft.demo:main"))
+    p.set_defaults(func=_call("reft.cli.commands:demo"))
 
     p = sub.add_parser("pipeline", help="warm-up -> SFT/ReFT/baselines -> eval -> report from a YAML",
                        description="Run the paper protocol on a real model and data set; "
                        "rerunning resumes finished stages.")
     p.add_argument("config", metavar="CONFIG.yaml", help="pipeline config (see configs/)")
     p.add_argument("--out", help="output directory (default: the config's out, else runs/<name>)")
-    p.set_defaults(func=_call("reft.pipeline:main"))
+    p.set_defaults(func=_call("reft.cli.commands:pipeline"))
 
     p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a demo/pipeline/training run directory")
-    p.set_defaults(func=_call("reft.report:main"))
+    p.set_defaults(func=_call("reft.cli.commands:report"))
 
-    data = sub.add_parser("data", help="data utilities (synth, check)")
+
+def _add_data(sub) -> None:
+    data = sub.add_parser("data", help="data utilities (get, synth, check)")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    p = dsub.add_parser("get", help="download the paper's data sets by name (cached, checked by sha256)",
+                        description="Download data sets by name into the cache (HF_HOME; offline "
+                        "mode uses the cache only). Names: see docs/data.md, or any bad name lists them.")
+    p.add_argument("names", nargs="+", metavar="NAME", help="e.g. reft:svamp_test hf:gsm8k_train")
+    p.add_argument("--out", help="also copy the files into this folder")
+    p.set_defaults(func=_call("reft.cli.commands:data_get"))
     p = dsub.add_parser("synth", help="write the synthetic GSM8K-style task in ReFT JSON format")
     p.add_argument("--n", type=int, default=5000, help="number of problems (default: 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -91,15 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "annotations doing the arithmetic in the annotator's head "
                         "(default: standard)")
     p.add_argument("--out", required=True, help="output .json file")
-    p.set_defaults(func=_call("reft.data.synthetic:main"))
+    p.set_defaults(func=_call("reft.cli.commands:data_synth"))
     p = dsub.add_parser("check", help="load a data file and report its row count and a sample")
-    p.add_argument("source", help="file or Hugging Face dataset name")
+    p.add_argument("source", help="file, data set name (reft:..., hf:...) or Hugging Face dataset")
     p.add_argument("--data-format", default="auto", choices=["auto", "gsm8k", "reft", "hf"])
     p.add_argument("--columns", default="", help="column mapping, e.g. question=problem,answer=label")
     p.add_argument("--task", default="numeric", choices=["numeric", "mc"])
     p.add_argument("--hf-split", default="train")
-    p.set_defaults(func=_call("reft.data:check_main"))
+    p.set_defaults(func=_call("reft.cli.commands:data_check"))
 
+
+def _add_model(sub) -> None:
     model = sub.add_parser("model", help="model utilities (init)")
     msub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND", parser_class=_Parser)
     p = msub.add_parser("init", help="build a tiny Llama-style model and train its tokenizer")
@@ -112,41 +128,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, help="override number of attention heads")
     p.add_argument("--max-positions", type=int, help="override max sequence length")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.set_defaults(func=_call("reft.models.tiny:main"))
+    p.set_defaults(func=_call("reft.cli.commands:model_init"))
 
-    _config_command(sub, "sft", "SFTConfig", "reft.training.sft:main",
+
+def _add_methods(sub) -> None:
+    _config_command(sub, "sft", "SFTConfig", "reft.cli.commands:sft",
                     "supervised fine-tuning (warm-up / SFT baseline), loss on CoT tokens only")
-    _config_command(sub, "ppo", "PPOConfig", "reft.training.ppo:main",
+    _config_command(sub, "ppo", "PPOConfig", "reft.cli.commands:ppo",
                     "ReFT: PPO with answer rewards from a warm-up checkpoint")
-    _config_command(sub, "eval", "EvalConfig", "reft.eval.runner:main",
+    _config_command(sub, "eval", "EvalConfig", "reft.cli.commands:evaluate",
                     "evaluate top-1, vote@k, pass@k (and rerank@k with --rerank)")
-    _config_command(sub, "sample", "SampleConfig", "reft.rollout.sample_cmd:main",
+    _config_command(sub, "sample", "SampleConfig", "reft.cli.commands:sample",
                     "sample k completions per question to JSON lines (resumable)")
-
-    _config_command(sub, "selftrain", "SelfTrainConfig", "reft.training.selftrain:main",
+    _config_command(sub, "selftrain", "SelfTrainConfig", "reft.cli.commands:selftrain",
                     "self-training baselines: --mode offline (sample, filter, SFT) or online")
     rr = sub.add_parser("reranker", help="reward-model reranking (train)")
     rsub = rr.add_subparsers(dest="reranker_command", metavar="SUBCOMMAND", parser_class=_Parser)
-    _config_command(rsub, "train", "RerankerConfig", "reft.training.reranker:main",
+    _config_command(rsub, "train", "RerankerConfig", "reft.cli.commands:reranker_train",
                     "fine-tune a sequence classifier on sampled solutions labelled correct/incorrect")
-
     p = sub.add_parser("exec", help="run model-written programs from a JSON file in the sandbox")
     p.add_argument("file", help="JSON array of program strings (or objects with a 'program' key)")
     p.add_argument("--timeout-s", type=float, default=3.0, help="per-program time limit (default: 3)")
-    p.set_defaults(func=_call("reft.sandbox.cli:main"))
-    return parser
+    p.set_defaults(func=_call("reft.cli.commands:exec_programs"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        # a command group without its subcommand, or no command at all
-        for group in ("data", "model", "reranker"):
-            if args.command == group:
-                parser.parse_args([group, "--help"])
-        parser.print_help()
-        return 0 if args.command is None else 2
+        if args.command is None:
+            parser.print_help()
+            return 0
+        # a command group without its subcommand: a usage error
+        group = next(a for a in parser._subparsers._group_actions[0].choices.items()
+                     if a[0] == args.command)[1]
+        names = ", ".join(group._subparsers._group_actions[0].choices)
+        print(f"reft {args.command}: error: a subcommand is required ({names}); "
+              f"see 'reft {args.command} --help'", file=sys.stderr)
+        return 2
     try:
         result = args.func(args)
     except UserError as e:
@@ -162,8 +181,3 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(result or 0)
-
-
-if __name__ == "__main__":  # python -m reft.cli
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``reft sample``: k completions per question to JSON lines, resumable.
+"""Sampling to a file (``reft sample``): k completions per question as JSON lines, resumable.
 
 The output is written one question per line, a chunk of questions at a time and flushed;
 rerunning the same command skips the questions already written (a torn last line from
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 from reft.config import SampleConfig
-from reft.configio import config_from_args
 from reft.data.records import Example
 from reft.errors import UserError
 
@@ -44,38 +43,14 @@ def finished_ids(path: Path) -> set[str]:
     return done
 
 
-def sample_records(model, tokenizer, examples: list[Example], cfg, k: int,
-                   seeds: list[int] | None = None, all_done=None) -> list[dict]:
-    """One record per question: k completions with extracted answers and correctness.
-
-    ``seeds``: one per question (see ``generate``), else the global torch RNG. ``all_done``:
-    for sharded parameters, whether every process has finished (see ``generate``)."""
-    from reft.data.prompts import build_prompt
-    from reft.eval.runner import EvalSettings, judge_texts
-    from reft.rollout.sampler import generate
-
-    prompts = [build_prompt(e.question, cot=cfg.cot, template=cfg.template) for e in examples]
-    gens = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature, batch_size=cfg.batch_size, num_samples=k,
-                    seeds=seeds, all_done=all_done)
-    judged = judge_texts(gens.texts, examples, EvalSettings.from_config(cfg), repeat=k)
-    out = []
-    for i, e in enumerate(examples):
-        sl = slice(i * k, (i + 1) * k)
-        out.append({
-            "id": e.id, "question": e.question, "gold": e.answer,
-            "samples": [{"completion": t, "pred": j.pred, "correct": j.correct, "truncated": tr}
-                        for t, j, tr in zip(gens.texts[sl], judged[sl], gens.truncated[sl], strict=True)],
-        })
-    return out
-
-
 def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=None, tokenizer=None) -> Path:
     """Sample to ``cfg.out``; call it on every process of a multi-process run."""
     from tqdm.auto import tqdm
 
+    from reft.rollout.sample import sample_records
     from reft.rollout.sampler import question_seed
-    from reft.training.common import dist_state, require, setup_threads
+    from reft.runtime.checkpoint import require
+    from reft.runtime.dist import dist_state, setup_threads
 
     require(cfg, "model", *(() if examples is not None else ("data_file",)))
     if cfg.k < 1:
@@ -140,13 +115,3 @@ def _finished_ids_on_main(out: Path, state) -> set[str]:
     if found[1] is not None:
         raise UserError(found[1])
     return found[0]
-
-
-def main(args) -> int:
-    from reft.training.common import dist_state
-
-    cfg = config_from_args(SampleConfig, args)
-    out = run_sample(cfg)
-    if dist_state().is_main_process:
-        print(f"wrote {out}")
-    return 0

@@ -1,0 +1,1 @@
+"""What every command shares below the methods: files, processes, precision, checkpoints, metrics."""
