@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+from reft.config import SamplingConfig
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -44,7 +46,7 @@ def main() -> None:
     out = Path(a.out)
     allx = generate(a.n_train + a.n_val, a.seed, "train")
     train, val = allx[: a.n_train], allx[a.n_train :]
-    settings = EvalConfig(max_new_tokens=a.max_new_tokens, batch_size=300)
+    settings = EvalConfig(sampling=SamplingConfig(max_new_tokens=a.max_new_tokens, gen_batch_size=300))
 
     def score(model_dir: Path) -> float:
         s, _ = evaluate(load_model(model_dir), load_tokenizer(model_dir), val, settings, progress=False)
@@ -74,8 +76,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tag = "_".join(f"{k}{v}" for k, v in extra.items())
         d = train_ppo(PPOConfig(model=str(warm), out=str(out / f"ppo_{lr:g}{tag}"), epochs=a.epochs, lr=lr,
-                                rollout_batch_size=32, mini_batch_size=16, max_new_tokens=a.max_new_tokens,
-                                save_every=10_000, log_every=5, seed=a.seed, **extra), train)
+                                rollout_batch_size=32, mini_batch_size=16, save_every=10_000, log_every=5, seed=a.seed, **extra, sampling=SamplingConfig(max_new_tokens=a.max_new_tokens)), train)
         report("reft", lr, d, t0)
 
 

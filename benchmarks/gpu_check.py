@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from reft.config import SamplingConfig
+
 PRESETS = {
     # ~101M parameters: 14 Llama layers of width 768 (MLP 2048), vocab <= 1024
     "100m": {"vocab_size": 1024, "hidden_size": 768, "layers": 14, "heads": 12, "max_positions": 512},
@@ -210,8 +212,8 @@ def run_ppo(args, work: Path, data: dict, model_dir: Path) -> tuple[dict, list[s
     out, warm = work / "ppo", work / "sft" / "final"
     cfg = PPOConfig(model=str(warm), train_file=str(data["train"]), out=str(out), cot="nl",
                     rollout_batch_size=args.batch_size, mini_batch_size=max(1, args.batch_size // 2),
-                    max_steps=args.steps, max_new_tokens=args.max_new_tokens, log_every=1,
-                    save_every=10**9, mixed_precision=args.mixed_precision)
+                    max_steps=args.steps, log_every=1,
+                    save_every=10**9, mixed_precision=args.mixed_precision, sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
     with Peak(args.device) as p:
         final = train_ppo(cfg)
     rows = metrics(out)
@@ -242,7 +244,7 @@ def run_eval(args, work: Path, data: dict, model_dir: Path) -> tuple[dict, list[
 
     out = work / "eval"
     cfg = EvalConfig(model=str(work / "ppo" / "final"), test_file=str(data["test"]), out=str(out),
-                     cot="nl", k=4, max_new_tokens=args.max_new_tokens)
+                     cot="nl", k=4, sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
     with Peak(args.device) as p:
         summary = evaluate(cfg)
     from reft.models.loading import load_tokenizer

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reft.config import SamplingConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -78,8 +80,8 @@ def child(spec: dict) -> None:
         else:
             ppo.setup_threads = lambda: None
             ppo.train_ppo(PPOConfig(rollout_batch_size=spec["batch"], mini_batch_size=spec["batch"] // 2,
-                                    max_steps=spec["steps"], max_new_tokens=64, save_every=1000,
-                                    **kw), examples)
+                                    max_steps=spec["steps"], save_every=1000,
+                                    **kw, sampling=SamplingConfig(max_new_tokens=64)), examples)
     print(json.dumps({"base": base, "peak": peak_mib(), "wall_s": time.perf_counter() - t0}))
 
 

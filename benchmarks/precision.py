@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reft.config import SamplingConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
@@ -47,8 +49,7 @@ def child(stage: str, precision: str, preset: str, steps: int) -> dict:
         sft.train_sft(cfg, common.questions(steps * 16, split="train"))
     else:
         cfg = PPOConfig(model=str(common.warm_dir(preset)), out=str(out), rollout_batch_size=8,
-                        mini_batch_size=8, ppo_epochs=1, max_steps=steps, max_new_tokens=128,
-                        log_every=1, save_every=10**9, mixed_precision=precision, lr=1e-5)
+                        mini_batch_size=8, ppo_epochs=1, max_steps=steps, log_every=1, save_every=10**9, mixed_precision=precision, lr=1e-5, sampling=SamplingConfig(max_new_tokens=128))
         ppo.train_ppo(cfg, common.questions(steps * 8, split="train"))
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - base_gib

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from reft.config import SamplingConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
@@ -126,9 +128,8 @@ def run_reft(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: 
         with tempfile.TemporaryDirectory() as out:
             cfg = PPOConfig(model=str(model_dir), out=out, estimator=estimator, rollout_batch_size=q,
                             samples_per_question=k, mini_batch_size=q * k, ppo_epochs=1,
-                            batch_size=q * k, max_new_tokens=max_len, temperature=1.0,
                             kl_coef=BETA, lr=LR, max_steps=steps, save_every=10**9,
-                            log_every=10**9, eval_every=0, dtype="float32", mixed_precision="no")
+                            log_every=10**9, eval_every=0, dtype="float32", mixed_precision="no", sampling=SamplingConfig(gen_batch_size=q * k, max_new_tokens=max_len, temperature=1.0))
             ppo.train_ppo(cfg, train=examples, test=[])
     finally:
         (ppo.make_experience, ppo.ppo_update, ppo.rollout_stats, sampler.generate,

@@ -8,50 +8,54 @@ import re
 
 import pytest
 
-import reft.config as config
+import reft.config.checks as checks
 from reft.config import (
     ConfigError,
     DataArgs,
     EvalConfig,
-    GenArgs,
     PPOConfig,
     RerankerConfig,
     SampleConfig,
+    SamplingConfig,
     SelfTrainConfig,
     SFTConfig,
     TrainArgs,
 )
-from reft.configio import add_config_args, config_from_args, make_config
+from reft.configio import add_config_args, config_from_args, groups, leaves, make_config
 from reft.errors import UserError
 
-CLASSES = [DataArgs, TrainArgs, SFTConfig, GenArgs, EvalConfig, PPOConfig, SampleConfig,
+CLASSES = [DataArgs, TrainArgs, SFTConfig, SamplingConfig, EvalConfig, PPOConfig, SampleConfig,
            SelfTrainConfig, RerankerConfig]
 MESSAGE = re.compile(r"^--[a-z0-9-]+: must (be|contain) .+; got .+$")
 
 
 def _numeric_fields(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if config._field_kind(f.type)]
+    return [f.name for f in dataclasses.fields(cls) if checks._field_kind(f.type)]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_every_numeric_field_has_bounds_and_the_defaults_pass(cls):
-    bounds = config._merged(cls, "BOUNDS")
+    bounds = {k for k in checks.merged_table(cls, "BOUNDS") if "." not in k}  # own fields
     assert sorted(bounds) == sorted(_numeric_fields(cls))
-    assert set(config._merged(cls, "CHOICES")) <= {f.name for f in dataclasses.fields(cls)}
+    assert set(checks.merged_table(cls, "CHOICES")) <= {f.name for f in dataclasses.fields(cls)}
     cls()  # the defaults are valid
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_checked_exactly_once_per_construction(cls, monkeypatch):
     calls = []
-    real = config.validate
-    monkeypatch.setattr(config, "validate", lambda cfg: calls.append(cfg) or real(cfg))
+    real = checks.validate
+    monkeypatch.setattr(checks, "validate", lambda cfg: calls.append(type(cfg)) or real(cfg))
     cfg = cls()
-    assert len(calls) == 1
-    dataclasses.replace(cfg, batch_size=3) if cls is GenArgs else dataclasses.replace(cfg, seed=3)
-    assert len(calls) == 2
-    make_config(cls, {"max_new_tokens": 4} if cls is GenArgs else {"seed": 4})
-    assert len(calls) == 3
+    mine = lambda: [c for c in calls if c is cls]  # noqa: E731 (a nested sampling group checks itself)
+    assert len(mine()) == 1
+    if cls is SamplingConfig:
+        dataclasses.replace(cfg, gen_batch_size=3)
+    else:
+        dataclasses.replace(cfg, seed=3)
+    assert len(mine()) == 2
+    make_config(cls, {"max_new_tokens": 4} if cls is SamplingConfig else {"seed": 4})
+    assert len(mine()) == 3
 
 
 BAD = [
@@ -85,11 +89,28 @@ BAD = [
 ]
 
 
+def _direct(cls, values: dict):
+    """``cls(...)`` from flat values, a nested group's fields given to the group's class."""
+    nested, owner = groups(cls), leaves(cls)
+    top = {k: v for k, v in values.items() if owner[k] is cls}
+    for g, gcls in nested.items():
+        mine = {k: v for k, v in values.items() if owner[k] is gcls}
+        if mine:
+            top[g] = gcls(**mine)
+    return cls(**top)
+
+
+def _get(cfg, name: str):
+    owner = leaves(type(cfg))[name]
+    group = next((g for g, c in groups(type(cfg)).items() if c is owner), None)
+    return getattr(getattr(cfg, group) if group else cfg, name)
+
+
 @pytest.mark.parametrize("cls, values, message", BAD,
                          ids=[f"{c.__name__}-{next(iter(v))}" for c, v, _ in BAD])
 def test_bad_value_is_one_line_naming_the_flag(cls, values, message):
     with pytest.raises(ConfigError) as e:
-        cls(**values)
+        _direct(cls, values)
     assert isinstance(e.value, UserError)
     assert str(e.value).startswith(message) and MESSAGE.match(str(e.value)), str(e.value)
     assert e.value.field == next(iter(values))
@@ -110,7 +131,7 @@ GOOD = [
     (SFTConfig, {"lora_r": 0, "lora_dropout": 0.0, "max_examples": 0, "grad_accum": 1}),
     (SFTConfig, {"eos_token_id": 0, "pad_token_id": 0, "lr": None}),
     (EvalConfig, {"k": 0, "temperature": 0.0, "timeout_s": 0.001, "max_new_tokens": 1}),
-    (SampleConfig, {"k": 1, "temperature": 0.0, "batch_size": 1}),
+    (SampleConfig, {"k": 1, "temperature": 0.0, "gen_batch_size": 1}),
     (PPOConfig, {"gamma": 1.0, "lam": 0.0, "kl_coef": 0.0, "vf_coef": 0.0, "partial_reward": 0.0}),
     (PPOConfig, {"max_steps": 0, "eval_every": 0, "eval_examples": 0, "kl_warn": float("inf"),
                  "value_lr": None, "kl_coef": None, "temperature": 1e-3, "samples_per_question": 1}),
@@ -121,8 +142,8 @@ GOOD = [
 
 @pytest.mark.parametrize("cls, values", GOOD, ids=[c.__name__ for c, _ in GOOD])
 def test_edge_values_are_accepted(cls, values):
-    cfg = cls(**values)
-    assert all(getattr(cfg, k) == v for k, v in values.items())
+    cfg = _direct(cls, values)
+    assert all(_get(cfg, k) == v for k, v in values.items())
 
 
 def test_yaml_value_names_its_file_a_flag_does_not(tmp_path):

@@ -123,7 +123,7 @@ def test_shipped_configs_hold_the_paper_values():
     r, w = nl["reft"], nl["warmup"]
     assert (r.lr, r.ppo_epochs, r.clip_eps, r.value_clip, r.vf_coef, r.gamma, r.lam) == (
         3e-7, 2, 0.2, 0.2, 5.0, 1.0, 0.95)
-    assert (r.epochs, r.temperature, r.rollout_batch_size) == (300, 1.0, 32)
+    assert (r.epochs, r.sampling.temperature, r.rollout_batch_size) == (300, 1.0, 32)
     assert (w.epochs, w.lr, w.batch_size * w.grad_accum) == (2, 1e-5, 48)
     assert nl["eval"].k == 0  # greedy top-1
     assert load_pipeline(ROOT / "configs/mathqa_mc_codellama.yaml").run.task == "mc"

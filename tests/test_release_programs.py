@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-from reft.config import GenArgs, PPOConfig, SelfTrainConfig
+from reft.config import PPOConfig, SamplingConfig, SelfTrainConfig
 from reft.data.records import Example
 from reft.rewards import judge, score
 from reft.rollout.score import score_texts
@@ -78,7 +78,7 @@ def test_the_timeout_setting_reaches_the_sandbox():
     completion = "    import time\n    time.sleep(0.6)\n    return 4"
 
     def judged(timeout_s: float):
-        settings = PPOConfig(cot="python", timeout_s=timeout_s)
+        settings = PPOConfig(cot="python", sampling=SamplingConfig(timeout_s=timeout_s))
         return [(j.pred, j.score) for j in score_texts([completion], [example], settings)]
 
     assert judged(0.2) == [(None, 0.0)]
@@ -87,5 +87,4 @@ def test_the_timeout_setting_reaches_the_sandbox():
 
 def test_the_timeout_defaults_agree():
     default = inspect.signature(judge).parameters["timeout_s"].default
-    assert GenArgs().timeout_s == SelfTrainConfig().timeout_s
-    assert GenArgs().timeout_s == default
+    assert SamplingConfig().timeout_s == SelfTrainConfig().sampling.timeout_s == default

@@ -51,6 +51,8 @@ MAX_NUMBER_CHARS = 100
 """A longer number (or, for default/release, numeric answer text) is not read."""
 
 TASKS = ("numeric", "mc")
+COTS = ("nl", "python")
+"""Chain-of-thought styles: nl (text ending "Therefore, the answer is: X") and python (a program)."""
 DEFAULT_PARSER = "default"
 
 Value = float | str

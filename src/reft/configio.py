@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from reft.config import Checked, ConfigError, validate
+from reft.config.checks import Checked, ConfigError, flag, merged_table, validate
 from reft.errors import UserError
 
 C = TypeVar("C")
@@ -106,63 +106,105 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def groups(cls: type) -> dict[str, type]:
+    """The nested settings groups of ``cls``: field name -> its dataclass (``sampling``)."""
+    return {f.name: tp for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if dataclasses.is_dataclass(tp := _base_type(_hints(cls)[f.name])[0])}
+
+
+def leaves(cls: type) -> dict[str, type]:
+    """Every setting a flag or YAML key can name: field name -> the dataclass declaring it,
+    a nested group's fields included under their own names."""
+    nested = groups(cls)
+    out: dict[str, type] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in nested:
+            out.update({g.name: nested[f.name] for g in dataclasses.fields(nested[f.name])})
+        else:
+            out[f.name] = cls
+    return out
+
+
 def make_config(cls: type[C], values: dict[str, Any], source: str = "config",
                 flags: Collection[str] = ()) -> C:
     """Build ``cls`` from a dict, rejecting unknown keys with a clear message.
 
+    Keys are field names (``-`` or ``_``); a nested group's fields may be given by their
+    own names (``max_new_tokens``) or as a mapping under the group (``sampling: {...}``).
     Every value is checked (``reft.config.validate``: ranges, choices, the template's
     ``{question}``) as the config is made; a bad one is a one-line UserError naming its flag,
     after ``source`` (a YAML file, a pipeline section) unless the value is one of ``flags``,
     the names given on the command line (their flag says where they came from).
     """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    nested, known = groups(cls), leaves(cls)
     clean: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {g: {} for g in nested}
     for key, value in values.items():
         name = str(key).replace("-", "_")
-        if name not in names:
-            raise UserError(
-                f"{source}: unknown key '{key}' for {cls.__name__} "
-                f"(known: {', '.join(sorted(names))})"
-            )
-        clean[name] = _coerce(cls, name, value, "command line" if name in flags else source)
+        if name in nested and isinstance(value, dict | type(None)):
+            parts[name].update(value or {})
+        elif name in nested and dataclasses.is_dataclass(value):
+            parts[name].update(dataclasses.asdict(value))
+        elif name not in known:
+            raise UserError(f"{source}: unknown key '{key}' for {cls.__name__} "
+                            f"(known: {', '.join(sorted(known))})")
+        elif known[name] is cls:
+            clean[name] = _coerce(cls, name, value, "command line" if name in flags else source)
+        else:
+            parts[next(g for g, gc in nested.items() if gc is known[name])][name] = value
     try:
+        for g, gvalues in parts.items():
+            clean[g] = _group(cls, g, nested[g], gvalues, source, flags)
         cfg = cls(**clean)
         if not isinstance(cfg, Checked):  # e.g. the pipeline's sections: checked here instead
             validate(cfg)
     except TypeError as e:  # a required field is missing
         raise UserError(f"{source}: {e}") from None
     except ConfigError as e:
-        if e.field in flags or source in _UNLOCATED:
+        if e.field in flags or source in _UNLOCATED or str(e).startswith(f"{source}: "):
             raise
         raise ConfigError(e.field, f"{source}: {e}") from None
     return cfg
 
 
+def _group(cls: type, name: str, gcls: type, values: dict, source: str, flags: Collection[str]):
+    """The nested group ``name`` of ``cls``; where ``cls`` bounds one of its fields more
+    tightly (``BOUNDS["sampling.temperature"]``), a value out of the group's range gets the
+    tighter rule's message (the one that says what will do)."""
+    try:
+        return make_config(gcls, values, source, flags)
+    except ConfigError as e:
+        tighter = merged_table(cls, "BOUNDS").get(f"{name}.{e.field}")
+        if tighter is None:
+            raise
+        value = values.get(e.field, values.get(e.field.replace("_", "-")))
+        raise ConfigError(e.field, f"{flag(e.field)}: must be {tighter.describe()}; got {value!r}") from None
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add ``--config`` and one ``--field-name`` flag per dataclass field."""
-    docs = field_docs(cls)
-    choices = getattr(cls, "CHOICES", {})
+    """Add ``--config`` and one ``--field-name`` flag per setting (nested groups' included)."""
     parser.add_argument(
         "--config", metavar="FILE.yaml", help="YAML file of settings; flags override it"
     )
-    for f in dataclasses.fields(cls):
-        tp, _ = _base_type(_hints(cls)[f.name])
-        flag = "--" + f.name.replace("_", "-")
+    for name, owner in leaves(cls).items():
+        f = next(x for x in dataclasses.fields(owner) if x.name == name)
+        tp, _ = _base_type(_hints(owner)[name])
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_ = docs.get(f.name, "")
+        help_ = field_docs(owner).get(name, "")
         if f.default is dataclasses.MISSING:
             help_ += " (required)"
         elif default is not None:
             help_ += f" (default: {default})"
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
+        kw: dict[str, Any] = {"dest": name, "default": None, "help": help_}
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        else:
-            kw["metavar"] = tp.__name__.upper() if tp in (int, float) else "STR"
-            if f.name in choices:
-                kw["choices"] = list(choices[f.name])
-                kw.pop("metavar")
-            parser.add_argument(flag, **kw)
+            parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, **kw)
+            continue
+        kw["metavar"] = tp.__name__.upper() if tp in (int, float) else "STR"
+        allowed = merged_table(owner, "CHOICES").get(name)
+        if allowed is not None:
+            kw["choices"] = list(allowed)
+            kw.pop("metavar")
+        parser.add_argument(flag(name), **kw)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **fixed: Any) -> C:
@@ -174,14 +216,28 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **fixed: Any) -> C:
         values.update(read_yaml(args.config))
         source = str(args.config)
     given: set[str] = set(fixed)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        v = getattr(args, f.name, None)
+    nested = groups(cls)
+    for name, owner in leaves(cls).items():
+        v = getattr(args, name, None)
         if v is not None:
-            values.pop(f.name.replace("_", "-"), None)  # a flag overrides either YAML spelling
-            values[f.name] = v
-            given.add(f.name)
+            values.pop(name.replace("_", "-"), None)  # a flag overrides either YAML spelling
+            if owner is not cls:  # ... and the same key under the group's mapping
+                group = next(g for g, gc in nested.items() if gc is owner)
+                if isinstance(values.get(group), dict):
+                    values[group] = {k: x for k, x in values[group].items()
+                                     if k.replace("-", "_") != name}
+            values[name] = v
+            given.add(name)
     values.update(fixed)
     return make_config(cls, values, source, flags=given)
+
+
+def convert(cfg: Any, cls: type[C], **changes: Any) -> C:
+    """A ``cls`` holding the settings of ``cfg`` that ``cls`` also has, with ``changes``
+    (a stage run by another: offline self-training's sampling and SFT)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in names}
+    return cls(**{**shared, **changes})
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def _plan(level: str, n_train: int, warmup: tuple[int, float], epochs: int, sft_
         "reft": {"epochs": epochs, "lr": reft_lr, "rollout_batch_size": 64,
                  "mini_batch_size": mini_batch, "eval_every": 16 if curves else 0,
                  "eval_examples": 200 if curves else 100, "save_every": 1000},
-        "eval": {"k": k, "batch_size": 250},
+        "eval": {"k": k, "gen_batch_size": 250},
         "reranker": {"epochs": 1, "batch_size": 32},
         "sample": {"k": sample_k},
         "max_new_tokens": 96,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import reft.algorithms
 
-ALLOWED = {"__future__", "collections", "torch"}
+ALLOWED = {"__future__", "collections", "importlib", "typing", "torch"}
 PACKAGE = Path(reft.algorithms.__file__).parent
 
 

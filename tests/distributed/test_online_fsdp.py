@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 
-from reft.config import SampleConfig
+from reft.config import SampleConfig, SamplingConfig
 from reft.data.records import Example
 from reft.rollout.sample import sample_records
 from reft.training.selftrain import local_questions
@@ -44,8 +44,8 @@ def all_done(local):  # as reft.training.ppo.all_done_fn
 
 examples = [Example(str(i), f"What is {i} + {i}?", str(2 * i), "x") for i in range(3)]
 idx, own = local_questions([0, 1, 2], rank, world, 2, fill=True)
-records = sample_records(model, tok, [examples[j] for j in idx], SampleConfig(max_new_tokens=40,
-                         batch_size=1), 2, seeds=[100 + j for j in idx], all_done=all_done)[:own]
+records = sample_records(model, tok, [examples[j] for j in idx], SampleConfig(sampling=SamplingConfig(
+                         max_new_tokens=40, gen_batch_size=1)), 2, seeds=[100 + j for j in idx], all_done=all_done)[:own]
 # one file per rank: the two processes' stdout interleave byte by byte
 with open(f"sampled-{rank}.txt", "w") as f:
     f.write(repr([r["id"] for r in records]))

@@ -19,8 +19,8 @@ N_EVAL = 5  # odd: the 2 processes get 3 and 2 questions (+1 repeated, dropped w
 SFT = ["sft", "--epochs", 2, "--lr", 3e-3, "--log-every", 1, "--mixed-precision", "no"]
 PPO = ["ppo", "--max-steps", 2, "--ppo-epochs", 2, "--max-new-tokens", 12, "--lr", 1e-3,
        "--log-every", 1, "--save-every", 1, "--mixed-precision", "no"]
-EVAL = ["eval", "--k", 3, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--batch-size", 4]
-SAMPLE = ["sample", "--k", 2, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--batch-size", 4]
+EVAL = ["eval", "--k", 3, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--gen-batch-size", 4]
+SAMPLE = ["sample", "--k", 2, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--gen-batch-size", 4]
 
 
 def _commands(model, data, out, world: int) -> dict[str, list]:

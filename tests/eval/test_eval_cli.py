@@ -27,7 +27,7 @@ def test_eval_cli_top1_and_k_samples(tmp_path, tiny_model_dir, tiny_data):
     assert {k: summary[k] for k in expected} == pytest.approx(expected, abs=1e-12)
     assert [r["vote"] for r in records] == [hand_vote([s["pred"] for s in r["samples"]])
                                             for r in records]
-    assert summary["settings"]["max_new_tokens"] == 16
+    assert summary["settings"]["sampling"]["max_new_tokens"] == 16
     assert len(records) == N_TEST
     assert len({r["id"] for r in records}) == N_TEST
     for r in records:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from reft.config import SamplingConfig
 from tests.fixtures import N_TEST, reft_main, run_reft
 
 K = 2
@@ -14,7 +15,7 @@ K = 2
 
 def _sample_args(model, data, out, batch_size):
     return ["sample", "--model", model, "--data-file", data, "--out", out, "--k", K,
-            "--batch-size", batch_size, "--max-new-tokens", 12, "--seed", 3]
+            "--gen-batch-size", batch_size, "--max-new-tokens", 12, "--seed", 3]
 
 
 def test_sample_cli_writes_k_samples_per_question(tmp_path, tiny_model_dir, tiny_data):
@@ -84,6 +85,6 @@ def test_max_examples_also_caps_questions_passed_in(tmp_path, tiny_model_dir, ti
 
     examples = load_examples(tiny_data.test)
     cfg = SampleConfig(model=tiny_model_dir, out=str(tmp_path / "s.jsonl"), k=1,
-                       max_new_tokens=8, max_examples=2)
+                       max_examples=2, sampling=SamplingConfig(max_new_tokens=8))
     rows = run_sample(cfg, examples).read_text().splitlines()
     assert [json.loads(r)["id"] for r in rows] == [e.id for e in examples[:2]]

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from reft.config import SamplingConfig
 from reft.errors import TrainingError
 from tests.fixtures import (
     error_lines,
@@ -157,7 +158,7 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model
     out = tmp_path / "run"
     cfg = PPOConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train), out=str(out),
                     rollout_batch_size=2, mini_batch_size=2, ppo_epochs=1, max_steps=3, save_every=1,
-                    max_new_tokens=8, log_every=1, mixed_precision="no")
+                    log_every=1, mixed_precision="no", sampling=SamplingConfig(max_new_tokens=8))
     with pytest.raises(TrainingError) as e:
         ppo.train_ppo(cfg)
     msg = str(e.value)

@@ -13,6 +13,8 @@ import shutil
 import pytest
 import torch
 
+from reft.config import SamplingConfig
+
 
 @pytest.fixture(scope="module")
 def dropout_model(tmp_path_factory, tiny_model_dir):
@@ -50,8 +52,8 @@ def test_first_ppo_ratio_is_one_with_dropout(gradient_checkpointing, tmp_path, d
     monkeypatch.setattr(ppo, "dropout_off", dropout_off)
     cfg = PPOConfig(model=str(dropout_model), train_file=str(tiny_data.train), out=str(tmp_path / "run"),
                     rollout_batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=1,
-                    max_new_tokens=12, mixed_precision="no", lr=1e-3,
-                    gradient_checkpointing=gradient_checkpointing)
+                    mixed_precision="no", lr=1e-3,
+                    gradient_checkpointing=gradient_checkpointing, sampling=SamplingConfig(max_new_tokens=12))
     ppo.train_ppo(cfg)
     ratio, clipfrac, checkpointing = seen[0]
     assert ratio.numel() > 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reft.config import SamplingConfig
+
 TEMPLATE = "{question}"
 QUESTIONS = {"Tom has 3": "even", "Ann has 4": "odd", "Sam has 7": "even", "Bo has 8": "odd"}
 """question -> the parity its reward wants"""
@@ -71,9 +73,9 @@ def _train(tmp_path, model_dir, estimator: str, swap: bool, monkeypatch):
     steps = 20
     cfg = PPOConfig(model=str(model_dir), out=str(tmp_path / f"{estimator}-{swap}"),
                     estimator=estimator, samples_per_question=8, rollout_batch_size=4,
-                    mini_batch_size=32, ppo_epochs=2, max_new_tokens=1, max_steps=steps,
+                    mini_batch_size=32, ppo_epochs=2, max_steps=steps,
                     epochs=steps, lr=1e-2, save_every=1000, log_every=1000,
-                    mixed_precision="no", seed=0, template=TEMPLATE)
+                    mixed_precision="no", seed=0, template=TEMPLATE, sampling=SamplingConfig(max_new_tokens=1))
     return train_ppo(cfg, train=train)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reft.config import SamplingConfig
 from tests.fixtures import model_weights
 
 
@@ -77,13 +78,13 @@ def _train(kind: str, tmp_path, model, data, **kw):
         critic = "separate" if kind == "ppo-separate" else "shared"
         return train_ppo(PPOConfig(model=str(model), train_file=str(data.train), out=out,
                                    critic=critic, rollout_batch_size=2, mini_batch_size=2,
-                                   max_steps=1, max_new_tokens=8, **kw))
+                                   max_steps=1, **kw, sampling=SamplingConfig(max_new_tokens=8)))
     if kind == "online":
         from reft.training.selftrain import run_selftrain
 
         return run_selftrain(SelfTrainConfig(model=str(model), train_file=str(data.train),
                                              out=out, mode="online", rollout_batch_size=2,
-                                             max_steps=1, max_new_tokens=8, **kw))
+                                             max_steps=1, **kw, sampling=SamplingConfig(max_new_tokens=8)))
     from reft.training.reranker import train_reranker
 
     records = [{"id": "0", "question": "What is 2 + 3?", "answer": "5",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reft.config import SelfTrainConfig
+from reft.config import SamplingConfig, SelfTrainConfig
 from reft.data.prompts import build_prompt, build_target, python_header
 from reft.data.records import Example
 from reft.training.selftrain import (
@@ -269,7 +269,7 @@ def test_online_run_samples_in_lock_step_with_sharded_params(monkeypatch, tmp_pa
         # 8 questions, 3 per step: the third (last) batch holds 2, topped up in lock-step
         run_selftrain(SelfTrainConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train),
                                       out=str(tmp_path / f"run{sharded}"), mode="online",
-                                      rollout_batch_size=3, max_new_tokens=4, epochs=1))
+                                      rollout_batch_size=3, epochs=1, sampling=SamplingConfig(max_new_tokens=4)))
         assert [n for n, _ in seen] == ([3, 3, 3] if sharded else [3, 3, 2])
         assert all(callable(f) if sharded else f is None for _, f in seen)
         assert len(steps) == 3 * 2 and all(math.isfinite(x) for x in steps)

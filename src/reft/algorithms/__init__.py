@@ -1,53 +1,29 @@
 """Pure tensor math for ReFT's PPO: masked statistics, KL, advantages, losses.
 
-Tensors and floats in, tensors out; nothing here imports the rest of reft.
+Tensors and floats in, tensors out; nothing here imports the rest of reft. Names are
+imported on first use (``reft.algorithms.registry`` is readable without torch).
 """
 
-from .advantages import (
-    ADVANTAGE_ESTIMATORS,
-    gae,
-    gae_estimator,
-    get_estimator,
-    grpo_advantages,
-    grpo_estimator,
-    register_estimator,
-    rloo_advantages,
-    rloo_estimator,
-    shape_rewards,
-)
-from .kl import KL_ESTIMATORS, kl_per_token, sequence_kl
-from .logits import entropy_from_logits, logprobs_from_logits
-from .loss_agg import DEFAULT_LOSS_AGG, LOSS_AGG_MODES, agg_count, aggregate, process_weight
-from .losses import kl_loss, policy_loss, value_loss
-from .stats import explained_variance, masked_mean, masked_sum, masked_var, whiten
+from importlib import import_module
 
-__all__ = [
-    "ADVANTAGE_ESTIMATORS",
-    "DEFAULT_LOSS_AGG",
-    "KL_ESTIMATORS",
-    "LOSS_AGG_MODES",
-    "agg_count",
-    "aggregate",
-    "entropy_from_logits",
-    "explained_variance",
-    "gae",
-    "gae_estimator",
-    "get_estimator",
-    "grpo_advantages",
-    "grpo_estimator",
-    "kl_loss",
-    "kl_per_token",
-    "logprobs_from_logits",
-    "masked_mean",
-    "masked_sum",
-    "masked_var",
-    "policy_loss",
-    "process_weight",
-    "register_estimator",
-    "rloo_advantages",
-    "rloo_estimator",
-    "sequence_kl",
-    "shape_rewards",
-    "value_loss",
-    "whiten",
-]
+_WHERE = {
+    "ADVANTAGE_ESTIMATORS": "registry", "LOSS_AGG_MODES": "registry",
+    "gae": "advantages", "gae_estimator": "advantages", "get_estimator": "advantages",
+    "grpo_advantages": "advantages", "grpo_estimator": "advantages",
+    "register_estimator": "advantages", "rloo_advantages": "advantages",
+    "rloo_estimator": "advantages", "shape_rewards": "advantages",
+    "KL_ESTIMATORS": "kl", "kl_per_token": "kl", "sequence_kl": "kl",
+    "entropy_from_logits": "logits", "logprobs_from_logits": "logits",
+    "DEFAULT_LOSS_AGG": "loss_agg", "agg_count": "loss_agg", "aggregate": "loss_agg",
+    "process_weight": "loss_agg",
+    "kl_loss": "losses", "policy_loss": "losses", "value_loss": "losses",
+    "explained_variance": "stats", "masked_mean": "stats", "masked_sum": "stats",
+    "masked_var": "stats", "whiten": "stats",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'reft.algorithms' has no attribute {name!r}")
+    return getattr(import_module(f"reft.algorithms.{_WHERE[name]}"), name)

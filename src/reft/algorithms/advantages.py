@@ -20,11 +20,13 @@ response) as that reward before comparing samples within a group.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .kl import sequence_kl
+from .registry import ADVANTAGE_ESTIMATORS, resolve
 
 Estimator = Callable[..., tuple[Tensor, Tensor | None]]
 
@@ -124,8 +126,6 @@ def rloo_advantages(scores: Tensor, group_size: int, mask: Tensor) -> Tensor:
     return _broadcast((grouped - others).reshape(-1), mask)
 
 
-ADVANTAGE_ESTIMATORS: dict[str, Estimator] = {}
-"""Name -> estimator with the shared keyword-only signature (see the module docstring)."""
 
 
 def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
@@ -140,11 +140,7 @@ def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
 
 def get_estimator(name: str) -> Estimator:
     """The estimator registered as ``name``; ValueError naming the known ones otherwise."""
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        known = ", ".join(sorted(ADVANTAGE_ESTIMATORS))
-        raise ValueError(f"unknown advantage estimator {name!r}; known: {known}") from None
+    return resolve(ADVANTAGE_ESTIMATORS, name, "advantage estimator")
 
 
 def _sequence_rewards(scores: Tensor, kl: Tensor | None, mask: Tensor, kl_coef: float) -> Tensor:
@@ -155,17 +151,9 @@ def _sequence_rewards(scores: Tensor, kl: Tensor | None, mask: Tensor, kl_coef: 
 
 
 @register_estimator("gae")
-def gae_estimator(
-    *,
-    scores: Tensor,
-    mask: Tensor,
-    kl: Tensor | None = None,
-    values: Tensor | None = None,
-    kl_coef: float = 0.0,
-    gamma: float = 1.0,
-    lam: float = 0.95,
-    group_size: int = 1,
-) -> tuple[Tensor, Tensor]:
+def gae_estimator(*, scores: Tensor, mask: Tensor, kl: Tensor | None = None,
+                  values: Tensor | None = None, kl_coef: float = 0.0, gamma: float = 1.0,
+                  lam: float = 0.95, **_: Any) -> tuple[Tensor, Tensor]:
     """ReFT's estimator: ``shape_rewards`` then ``gae``. Needs ``values`` ``(B, T)``."""
     if values is None:
         raise ValueError("the gae estimator needs values from a value head")
@@ -176,34 +164,16 @@ def gae_estimator(
 
 
 @register_estimator("grpo")
-def grpo_estimator(
-    *,
-    scores: Tensor,
-    mask: Tensor,
-    kl: Tensor | None = None,
-    values: Tensor | None = None,
-    kl_coef: float = 0.0,
-    gamma: float = 1.0,
-    lam: float = 0.95,
-    group_size: int = 1,
-) -> tuple[Tensor, None]:
+def grpo_estimator(*, scores: Tensor, mask: Tensor, kl: Tensor | None = None, kl_coef: float = 0.0,
+                   group_size: int = 1, **_: Any) -> tuple[Tensor, None]:
     """``grpo_advantages`` of the KL-penalised sequence rewards; no returns."""
     rewards = _sequence_rewards(scores, kl, mask, kl_coef)
     return grpo_advantages(rewards, group_size, mask), None
 
 
 @register_estimator("rloo")
-def rloo_estimator(
-    *,
-    scores: Tensor,
-    mask: Tensor,
-    kl: Tensor | None = None,
-    values: Tensor | None = None,
-    kl_coef: float = 0.0,
-    gamma: float = 1.0,
-    lam: float = 0.95,
-    group_size: int = 1,
-) -> tuple[Tensor, None]:
+def rloo_estimator(*, scores: Tensor, mask: Tensor, kl: Tensor | None = None, kl_coef: float = 0.0,
+                   group_size: int = 1, **_: Any) -> tuple[Tensor, None]:
     """``rloo_advantages`` of the KL-penalised sequence rewards; no returns."""
     rewards = _sequence_rewards(scores, kl, mask, kl_coef)
     return rloo_advantages(rewards, group_size, mask), None

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .registry import LOSS_AGG_MODES
 from .stats import masked_mean, masked_sum
 
-LOSS_AGG_MODES = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum")
-"""The ``loss_agg`` choices; the first is the default."""
 DEFAULT_LOSS_AGG = LOSS_AGG_MODES[0]
 
 

@@ -21,7 +21,7 @@ from reft.config import (
     SelfTrainConfig,
     SFTConfig,
 )
-from reft.configio import make_config, read_yaml, to_dict
+from reft.configio import groups, leaves, make_config, read_yaml, to_dict
 from reft.errors import UserError
 
 METHODS = ("sft", "reft", "offline_st", "online_st")
@@ -129,7 +129,7 @@ def _mapping(value: Any, where: str) -> dict:
 def _section(cls: type, raw: Any, fixed: dict[str, Any], where: str) -> Any:
     """``cls`` from a YAML section plus the pipeline's own values (which it may not set)."""
     raw = _mapping(raw, where)
-    settable = sorted(f.name for f in dataclasses.fields(cls) if f.name not in MANAGED)
+    settable = sorted([*(n for n in leaves(cls) if n not in MANAGED), *groups(cls)])
     for key in raw:
         name = str(key).replace("-", "_")
         if name in MANAGED:
@@ -210,8 +210,7 @@ def _resolve_configs(p: Pipeline, raw: dict, label: str) -> None:
     ev = p.configs["eval"]
     if ev.k < 1:
         raise UserError(f"{label}: reranker: rerank@k needs samples; set eval: k: to 1 or more")
-    defaults = dict(k=ev.k, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature,
-                    batch_size=ev.batch_size, timeout_s=ev.timeout_s)
+    defaults = dict(k=ev.k, sampling=ev.sampling)
     p.sample = _section(SampleConfig, {**defaults, **_mapping(sample_raw, f"{label}: reranker")},
                         dict(shared, model=source, out=str(rdir / "samples.jsonl")),
                         f"{label}: reranker.sample")

@@ -42,19 +42,20 @@ def sample_and_score(model, tokenizer, examples: list[Example], cfg, *, num_samp
                      all_done: Callable[[bool], bool] | None = None, progress: bool = False,
                      partial: float = PARTIAL_REWARD) -> Scored:
     """Sample (or decode greedily) and score. ``cfg`` gives the prompt (``cot``,
-    ``template``), the sampling settings (``max_new_tokens``, ``temperature``,
-    ``batch_size``) and the scoring ones (``task``, ``answer_parser``, ``timeout_s``).
+    ``template``), the sampling settings (``cfg.sampling``) and the scoring ones (``task``,
+    ``answer_parser``, ``cfg.sampling.timeout_s``).
 
     ``seeds``: one per example (see ``generate``), else the global torch RNG; ``all_done``:
     with sharded parameters, whether every process has finished (see ``generate``)."""
     t0 = time.perf_counter()
     prompts = prompts_for(examples, cfg)
-    kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress,
+    kw = dict(max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.gen_batch_size,
+              progress=progress,
               all_done=all_done)
     if greedy:
         gens = sampler.generate(model, tokenizer, prompts, greedy=True, **kw)
     else:
-        gens = sampler.generate(model, tokenizer, prompts, temperature=cfg.temperature,
+        gens = sampler.generate(model, tokenizer, prompts, temperature=cfg.sampling.temperature,
                         num_samples=num_samples, seeds=seeds, **kw)
     t1 = time.perf_counter()
     judged = score_texts(gens.texts, examples, cfg, repeat=1 if greedy else num_samples,

@@ -74,7 +74,7 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
     done = _finished_ids_on_main(out, state)
     todo = [e for e in examples if e.id not in done]
     world, rank = state.num_processes, state.process_index
-    chunk = max(1, cfg.batch_size // cfg.k) * world  # questions per write, all processes together
+    chunk = max(1, cfg.sampling.gen_batch_size // cfg.k) * world  # questions per write, all processes together
     with (out.open("a") if state.is_main_process else open(os.devnull, "w")) as f, \
             tqdm(total=len(examples), initial=len(examples) - len(todo), desc="sample",
                  dynamic_ncols=True, disable=not state.is_main_process) as bar:

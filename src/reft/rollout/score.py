@@ -15,12 +15,12 @@ from reft.rewards import PARTIAL_REWARD, Judgement
 def score_texts(texts: list[str], examples: list[Example], cfg, repeat: int = 1,
                 partial: float = PARTIAL_REWARD) -> list[Judgement]:
     """One ``Judgement`` per completion; ``texts`` holds ``repeat`` completions per example,
-    in example order. ``cfg`` gives ``cot``, ``task``, ``answer_parser`` and ``timeout_s``."""
+    in example order. ``cfg`` gives ``cot``, ``task``, ``answer_parser`` and ``sampling.timeout_s``."""
     golds = [e.answer for e in examples for _ in range(repeat)]
     if cfg.cot == "python":
         from reft.data.prompts import program_from_completion
 
         questions = [e.question for e in examples for _ in range(repeat)]
         texts = [program_from_completion(q, t) for q, t in zip(questions, texts, strict=True)]
-    return rewards.judge(texts, golds, task=cfg.task, cot=cfg.cot, partial=partial, timeout_s=cfg.timeout_s,
+    return rewards.judge(texts, golds, task=cfg.task, cot=cfg.cot, partial=partial, timeout_s=cfg.sampling.timeout_s,
                  parser=cfg.answer_parser)

@@ -94,12 +94,12 @@ def rollout_forward(run: PPORun, scored: Scored):
     seqs = build_sequences(scored.gens, run.tokenizer.pad_token_id, acc.device)
     dropout_off(run.ac)
     logits, values = run.ac(**seqs.model_inputs())
-    old_logprobs = logprobs_from_logits(logits / cfg.temperature, seqs.responses)
+    old_logprobs = logprobs_from_logits(logits / cfg.sampling.temperature, seqs.responses)
     del logits
     with acc.autocast():
         ref_logits = response_logits(run.ref(input_ids=seqs.input_ids, attention_mask=seqs.attention_mask,
                                              position_ids=seqs.position_ids).logits, seqs.prompt_len)
-    ref_logprobs = logprobs_from_logits(ref_logits / cfg.temperature, seqs.responses)
+    ref_logprobs = logprobs_from_logits(ref_logits / cfg.sampling.temperature, seqs.responses)
     return seqs, old_logprobs, ref_logprobs, values
 
 
@@ -145,7 +145,7 @@ def ppo_update(ac, opt, r: Experience, cfg: PPOConfig, acc) -> dict[str, float]:
 def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc) -> dict:
     """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss)."""
     logits, values = ac(**mb.model_inputs())
-    logits = logits / cfg.temperature
+    logits = logits / cfg.sampling.temperature
     logprobs = logprobs_from_logits(logits, mb.responses)
     loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.response_mask,
                               cfg.clip_eps, cfg.loss_agg)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 
 from reft.config import SampleConfig, SelfTrainConfig, SFTConfig
+from reft.configio import convert
 from reft.data.records import Example
 from reft.errors import UserError
 from reft.rollout import sample as sampling
@@ -90,13 +91,6 @@ def select_correct(records: list[dict], examples: list[Example], cot: str,
     return out
 
 
-def _sft_config(cfg: SelfTrainConfig, **changes) -> SFTConfig:
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    return SFTConfig(**{**{k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}, **changes})
-
-
 def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     """Sample with the warm-up model, filter, SFT on data + kept samples.
 
@@ -108,11 +102,7 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     from reft.training.sft import train_sft
 
     samples = Path(cfg.out) / "samples.jsonl"
-    scfg = SampleConfig(model=cfg.model, out=str(samples), k=cfg.k, cot=cfg.cot, task=cfg.task,
-                        template=cfg.template, seed=cfg.seed, dtype=cfg.dtype,
-                        answer_parser=cfg.answer_parser,
-                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                        batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s)
+    scfg = convert(cfg, SampleConfig, out=str(samples))
     from reft.models.loading import load_model, load_tokenizer, token_ids
 
     state = dist_state()
@@ -124,7 +114,7 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     extra = select_correct(records, examples, cfg.cot, cfg.max_per_question)
     if state.is_main_process:
         print(f"offline self-training: {len(extra)} correct distinct samples added to {len(examples)} examples")
-    final = train_sft(_sft_config(cfg), examples + extra)
+    final = train_sft(convert(cfg, SFTConfig), examples + extra)
     if state.is_main_process:
         save_config(cfg, Path(cfg.out) / "config.yaml")  # the self-training settings, not just SFT's
     return final
@@ -207,9 +197,6 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     # lock-step, with as many prompts on every process; else the plain model, no collectives
     lockstep = shards_params(acc)
     sampler, all_done = (lm if lockstep else acc.unwrap_model(lm)), all_done_fn(acc)
-    gen_cfg = SampleConfig(cot=cfg.cot, task=cfg.task, template=cfg.template, max_new_tokens=cfg.max_new_tokens,
-                           temperature=cfg.temperature, batch_size=cfg.gen_batch_size, timeout_s=cfg.timeout_s,
-                           answer_parser=cfg.answer_parser)
     saved = [loop.step]
 
     def on_epoch_end() -> None:
@@ -223,7 +210,7 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
         # 1. sample, each question seeded by (seed, step, question): a resumed run, or one
         #    with another number of processes, draws what this one would
         seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
-        records = sampling.sample_records(sampler, tok, batch, gen_cfg, cfg.samples_per_question, seeds,
+        records = sampling.sample_records(sampler, tok, batch, cfg, cfg.samples_per_question, seeds,
                                  all_done=all_done)[:own] if batch else []
         batch = batch[:own]
         n = sum(len(r["samples"]) for r in records)

@@ -2,151 +2,39 @@
 
 Defaults are the ReFT paper's (Luong et al., 2024, Appendix A) for real models;
 ``None`` means "auto": a derived property picks the paper's value, or a value
-suited to the tiny from-scratch model that ``reft model init`` builds.
+suited to the tiny from-scratch model that ``reft model init`` builds. Settings groups
+(``SamplingConfig``) are nested where they are needed; their fields are flags of their own.
+Every config checks its values when made (``reft.config.checks``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-from reft.answers import PARSERS
-from reft.errors import UserError
+from reft.algorithms.registry import ADVANTAGE_ESTIMATORS, LOSS_AGG_MODES
+from reft.answers import COTS, PARSERS, TASKS
+from reft.config.checks import (
+    COUNT,
+    COUNT0,
+    FRACTION,
+    MIN_LENGTH,
+    NON_NEGATIVE,
+    POSITIVE,
+    TOKEN_ID,
+    Checked,
+    ConfigError,
+    Range,
+    flag,
+    validate,
+)
 
 PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"
 
-
-# ---------------------------------------------------------------- checking settings
-
-
-class ConfigError(UserError):
-    """A setting outside its range or choices: ``--flag-name: must be ...; got X``.
-
-    ``field`` names the setting, so a caller that knows where the value came from (a YAML
-    file, a pipeline section) can say so.
-    """
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a numeric setting. ``low``/``high``: None = unbounded; ``open_low``/``open_high``:
-    the bound itself is excluded. An unset optional (None) always passes; NaN never does,
-    nor infinity unless ``inf_ok``. ``why`` is added to the message in brackets."""
-
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    inf_ok: bool = False
-    why: str = ""
-
-    def admits(self, x: float) -> bool:
-        if math.isnan(x) or (math.isinf(x) and not self.inf_ok):
-            return False
-        if self.low is not None and (x <= self.low if self.open_low else x < self.low):
-            return False
-        return self.high is None or (x < self.high if self.open_high else x <= self.high)
-
-    def describe(self) -> str:
-        lo, hi = (None if b is None else format(b, "g") for b in (self.low, self.high))
-        if lo is not None and hi is not None:
-            if not (self.open_low or self.open_high):
-                text = f"between {lo} and {hi}"
-            else:
-                text = f"{'>' if self.open_low else '>='} {lo} and {'<' if self.open_high else '<='} {hi}"
-        elif lo is not None:
-            text = f"{'>' if self.open_low else '>='} {lo}"
-        elif hi is not None:
-            text = f"{'<' if self.open_high else '<='} {hi}"
-        else:
-            text = "a finite number" if not self.inf_ok else "a number"
-        return f"{text} ({self.why})" if self.why else text
-
-
-COUNT = Range(1)
-"""An integer count that must be at least 1 (sizes, epochs, intervals used as a modulus)."""
-COUNT0 = Range(0)
-"""A count where 0 means "off" or "all" (see the flag's help)."""
-NON_NEGATIVE = Range(0)
-POSITIVE = Range(0, open_low=True)
-FRACTION = Range(0, 1)
-"""A probability or ratio in [0, 1]."""
-MIN_LENGTH = Range(16, why="room for a prompt and its answer")
-TOKEN_ID = Range(0)
-
-
-def _field_kind(tp: Any) -> str:
-    """'int', 'float' or '' for a dataclass field's (string) annotation such as ``float | None``."""
-    names = {t.strip() for t in str(getattr(tp, "__name__", tp)).split("|")} - {"None"}
-    return next(iter(names)) if len(names) == 1 and names <= {"int", "float"} else ""
-
-
-def _merged(cls: type, table: str) -> dict[str, Any]:
-    """A class attribute table (CHOICES, BOUNDS, CONTAINS) merged over the MRO, most derived last,
-    so a class sees its bases' entries without spelling them out."""
-    out: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        out.update(vars(klass).get(table, {}))
-    return out
-
-
-def flag(name: str) -> str:
-    """``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
-
-
-def validate(cfg: Any) -> None:
-    """Check a config's settings against its class tables; ConfigError (a UserError) on the first
-    one out of bounds, naming its flag.
-
-    * ``CHOICES``: field -> allowed values;
-    * ``BOUNDS``: field -> :class:`Range` (int fields must also be integers);
-    * ``CONTAINS``: field -> text the value must contain (``{question}`` in ``--template``).
-
-    Every config class here runs it once, from ``__post_init__`` (see :class:`Checked`), so
-    each command, YAML file and Python caller gets it; ``reft.configio.make_config`` runs it
-    for other dataclasses that declare the tables (the pipeline's sections).
-    """
-    cls = type(cfg)
-    kinds = {f.name: _field_kind(f.type) for f in dataclasses.fields(cfg)}
-    optional = {f.name for f in dataclasses.fields(cfg)
-                if "None" in str(f.type) or "Optional" in str(f.type)}
-    for name, allowed in _merged(cls, "CHOICES").items():
-        value = getattr(cfg, name)
-        if value not in allowed:
-            raise ConfigError(name, f"{flag(name)}: must be one of "
-                                    f"{', '.join(map(str, allowed))}; got {value!r}")
-    for name, rng in _merged(cls, "BOUNDS").items():
-        value = getattr(cfg, name)
-        if value is None and name in optional:
-            continue
-        integer = kinds.get(name) == "int"
-        number = isinstance(value, numbers.Integral if integer else numbers.Real)
-        if isinstance(value, bool) or not number or not rng.admits(float(value)):
-            what = "an integer " if integer else ""
-            raise ConfigError(name, f"{flag(name)}: must be {what}{rng.describe()}; got {value!r}")
-    for name, part in _merged(cls, "CONTAINS").items():
-        value = getattr(cfg, name)
-        if not isinstance(value, str) or part not in value:
-            raise ConfigError(name, f"{flag(name)}: must contain {part}; got {value!r}")
-
-
-class Checked:
-    """Base of the config roots: a dataclass built from it is validated once, on construction
-    (``__init__``, ``dataclasses.replace``)."""
-
-    def __post_init__(self) -> None:
-        validate(self)
-
-
-# ---------------------------------------------------------------- the configs
+__all__ = [
+    "PROMPT_TEMPLATE", "Checked", "ConfigError", "DataArgs", "EvalConfig", "PPOConfig", "Range",
+    "RerankerConfig", "SFTConfig", "SampleConfig", "SamplingConfig", "SelfTrainConfig",
+    "SupervisedArgs", "TrainArgs", "flag", "validate",
+]
 
 
 @dataclass(frozen=True)
@@ -179,8 +67,8 @@ class DataArgs(Checked):
     """Token id batches are padded with (unset: the tokenizer's pad, else the model config's, else the eos; masks never depend on it). The ReFT release sets 1."""
 
     CHOICES = {
-        "cot": ("nl", "python"),
-        "task": ("numeric", "mc"),
+        "cot": COTS,
+        "task": TASKS,
         "answer_parser": tuple(PARSERS),
         "data_format": ("auto", "gsm8k", "reft", "hf"),
         "dtype": ("auto", "float32", "bfloat16", "float16"),
@@ -216,6 +104,16 @@ class TrainArgs(DataArgs):
     """LoRA dropout."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = run all epochs)."""
+    save_every: int = 50
+    """Write a resumable checkpoint every N optimizer steps (epoch loops also save at every epoch end)."""
+    save_total_limit: int = 2
+    """Keep only the newest N checkpoints of the run, deleting older ones once a new one is complete (0 = keep all)."""
+    resume_changed: bool = False
+    """With --resume: accept settings that differ from the checkpoint's (the run records them), instead of refusing."""
+    max_bad_steps: int = 3
+    """Stop after this many consecutive steps whose gradients are not finite (each such step is skipped)."""
     mixed_precision: str = "auto"
     """Compute precision (autocast; weights stay fp32 masters): auto (bf16 on a GPU with native bf16, else no), no, bf16 (GPU or CPU), fp16 (GPU)."""
 
@@ -228,25 +126,23 @@ class TrainArgs(DataArgs):
         "lora_r": Range(0, why="0 = full fine-tuning"),
         "lora_alpha": COUNT,
         "lora_dropout": Range(0, 1, open_high=True),
+        "max_steps": COUNT0,
+        "save_every": COUNT,
+        "save_total_limit": COUNT0,
+        "max_bad_steps": COUNT,
     }
 
 
 @dataclass(frozen=True)
-class SFTConfig(TrainArgs):
-    """Stage 1: supervised warm-up on (question, CoT) pairs, loss on CoT tokens only."""
+class SupervisedArgs(TrainArgs):
+    """What the two supervised loops (SFT and the reranker) share."""
 
     model: str = ""
-    """Model to train: a Hugging Face hub id or a local directory."""
-    train_file: str = ""
-    """Training data: a file (.json/.jsonl/.parquet/.csv) or a Hugging Face dataset name."""
-    out: str = "runs/sft"
-    """Run directory (config, metrics.jsonl, TensorBoard events, checkpoints, final/)."""
+    """Model to train: a Hugging Face hub id or a local directory (for the reranker, e.g. the SFT or ReFT model)."""
     epochs: int = 2
     """Number of epochs (the paper warms up for 1-2 for ReFT, trains SFT baselines longer)."""
     batch_size: int = 16
     """Examples per optimizer step per process."""
-    grad_accum: int = 1
-    """Gradient accumulation steps."""
     warmup_ratio: float = 0.1
     """Fraction of steps with linear warm-up, then linear decay."""
     max_length: int = 512
@@ -255,10 +151,23 @@ class SFTConfig(TrainArgs):
     BOUNDS = {
         "epochs": COUNT,
         "batch_size": COUNT,
-        "grad_accum": COUNT,
         "warmup_ratio": FRACTION,
         "max_length": MIN_LENGTH,
     }
+
+
+@dataclass(frozen=True)
+class SFTConfig(SupervisedArgs):
+    """Stage 1: supervised warm-up on (question, CoT) pairs, loss on CoT tokens only."""
+
+    train_file: str = ""
+    """Training data: a file (.json/.jsonl/.parquet/.csv), a data set name (reft:gsm8k_nl, docs/data.md) or a Hugging Face dataset name."""
+    out: str = "runs/sft"
+    """Run directory (config, metrics.jsonl, TensorBoard events, checkpoints, final/)."""
+    grad_accum: int = 1
+    """Gradient accumulation steps."""
+
+    BOUNDS = {"grad_accum": COUNT}
 
     @property
     def tiny_lr(self) -> float:
@@ -267,28 +176,30 @@ class SFTConfig(TrainArgs):
 
 
 @dataclass(frozen=True)
-class GenArgs(Checked):
-    """Sampling settings."""
+class SamplingConfig(Checked):
+    """How completions are drawn and scored: one group, nested as ``sampling`` in every config
+    that samples (its fields are flags and YAML keys of their own: ``--max-new-tokens``;
+    ``sampling: {max_new_tokens: 256}`` in YAML works too)."""
 
     max_new_tokens: int = 256
     """Longest completion in tokens."""
     temperature: float = 1.0
     """Sampling temperature (ReFT samples at 1.0, no top-k/top-p)."""
-    batch_size: int = 64
-    """Prompts per generation batch."""
+    gen_batch_size: int = 64
+    """Sequences per generation batch."""
     timeout_s: float = 3.0
     """Wall-clock limit in seconds for each model-written program (cot=python); one that runs past it answers nothing. The release allows 10 s (2 s in its later small-model RL script); reft keeps 3 s: the 3043 SVAMP programs take at most 16 ms in the sandbox and sympy solves about 55 ms, while a program that never ends holds a worker, and so the whole scoring step, for the full limit (docs/answers.md)."""
 
     BOUNDS = {
         "max_new_tokens": COUNT,
         "temperature": Range(0, why="0 = greedy"),
-        "batch_size": COUNT,
+        "gen_batch_size": COUNT,
         "timeout_s": POSITIVE,
     }
 
 
 @dataclass(frozen=True)
-class EvalConfig(GenArgs, DataArgs):
+class EvalConfig(DataArgs):
     """Evaluation: greedy top-1, and with --k, sampled vote@k and pass@k (and rerank@k)."""
 
     model: str = ""
@@ -301,12 +212,14 @@ class EvalConfig(GenArgs, DataArgs):
     """Samples per question for vote@k / pass@k / rerank@k (0 = greedy top-1 only)."""
     rerank: str = ""
     """Reward-model directory (from 'reft reranker train') for rerank@k."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """How completions are drawn and scored (--max-new-tokens, --temperature, --gen-batch-size, --timeout-s)."""
 
     BOUNDS = {"k": Range(0, why="0 = greedy top-1 only")}
 
 
 @dataclass(frozen=True)
-class PPOConfig(GenArgs, TrainArgs):
+class PPOConfig(TrainArgs):
     """Stage 2: ReFT, PPO with answer rewards from a warm-up checkpoint."""
 
     model: str = ""
@@ -319,8 +232,6 @@ class PPOConfig(GenArgs, TrainArgs):
     """Run directory."""
     epochs: int = 1
     """Passes over the training questions."""
-    max_steps: int = 0
-    """Stop after this many RL steps (0 = run all epochs)."""
     rollout_batch_size: int = 32
     """Questions per RL step per process."""
     samples_per_question: int = 1
@@ -359,23 +270,25 @@ class PPOConfig(GenArgs, TrainArgs):
     """Evaluate greedy top-1 on --test-file every N steps (0 = only at the end)."""
     eval_examples: int = 200
     """Test questions used by periodic evaluation (0 = all)."""
-    save_every: int = 50
-    """Write a checkpoint every N steps."""
     kl_warn: float = 20.0
     """Warn in the log when the mean per-sequence KL exceeds this."""
+    kl_stop: float = 100.0
+    """Stop the run (exit status 1) when the mean per-sequence KL exceeds this: the policy has diverged from the reference (0 = never)."""
+    entropy_stop: float = 1e-3
+    """Stop the run (exit status 1) when the policy's mean token entropy falls below this: it has collapsed to one output (0 = never)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """How completions are drawn and scored (--max-new-tokens, --temperature, --gen-batch-size, --timeout-s)."""
 
     CHOICES = {
         **TrainArgs.CHOICES,
-        "estimator": ("gae", "grpo", "rloo"),
+        "estimator": ADVANTAGE_ESTIMATORS.keys(),
         "critic": ("shared", "separate"),
         "kl_mode": ("reward", "loss"),
-        # reft.algorithms.LOSS_AGG_MODES, spelled out: importing it would import torch
-        "loss_agg": ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum"),
+        "loss_agg": LOSS_AGG_MODES,
     }
     BOUNDS = {
-        "temperature": Range(0, open_low=True, why="log-probabilities are taken at it"),
+        "sampling.temperature": Range(0, open_low=True, why="log-probabilities are taken at it"),
         "epochs": COUNT,
-        "max_steps": COUNT0,
         "rollout_batch_size": COUNT,
         "samples_per_question": COUNT,
         "mini_batch_size": COUNT,
@@ -390,8 +303,9 @@ class PPOConfig(GenArgs, TrainArgs):
         "partial_reward": FRACTION,
         "eval_every": COUNT0,
         "eval_examples": COUNT0,
-        "save_every": COUNT,
         "kl_warn": Range(0, inf_ok=True),
+        "kl_stop": Range(0, inf_ok=True, why="0 = never"),
+        "entropy_stop": Range(0, why="0 = never"),
     }
 
     @property
@@ -408,7 +322,7 @@ class PPOConfig(GenArgs, TrainArgs):
 
 
 @dataclass(frozen=True)
-class SampleConfig(GenArgs, DataArgs):
+class SampleConfig(DataArgs):
     """Sample k completions per question to JSON lines (resumable)."""
 
     model: str = ""
@@ -419,6 +333,8 @@ class SampleConfig(GenArgs, DataArgs):
     """Output JSON-lines file; an existing one is continued, not overwritten."""
     k: int = 4
     """Samples per question."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """How completions are drawn and scored (--max-new-tokens, --temperature, --gen-batch-size, --timeout-s)."""
 
     BOUNDS = {"k": COUNT}
 
@@ -427,14 +343,6 @@ class SampleConfig(GenArgs, DataArgs):
 class SelfTrainConfig(SFTConfig):
     """Self-training baselines: offline (sample once, filter, SFT on the union) or online."""
 
-    max_new_tokens: int = 256
-    """Longest sampled completion in tokens."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    gen_batch_size: int = 64
-    """Sequences per generation batch."""
-    timeout_s: float = 3.0
-    """Wall-clock limit in seconds for each model-written program (cot=python); one that runs past it answers nothing. The release allows 10 s (2 s in its later small-model RL script); reft keeps 3 s: the 3043 SVAMP programs take at most 16 ms in the sandbox and sympy solves about 55 ms, while a program that never ends holds a worker, and so the whole scoring step, for the full limit (docs/answers.md)."""
     mode: str = "offline"
     """offline: sample k CoTs per question from --model, keep at most --max-per-question correct distinct ones, then continue SFT from --model on the data + them (--epochs, --lr as SFT). The release (train_sl_model.py, exps/paper_exps/OffSL) samples 100 per question from the warm-up model and keeps at most 10, like reft, but fine-tunes the base model (CodeLlama/Galactica), not the warm-up, for 20 epochs at lr 1e-5; to match it, sample into OUT/samples.jsonl with the warm-up and pass the base model as --model. online (the release's train_rl_sl.py): each step samples --samples-per-question CoTs per question with the current policy and takes --updates-per-batch optimizer steps on 1/2 NLL(correct samples) + 1/2 NLL(gold CoTs), each a token mean over the global batch; default lr 3e-7 for real models (the release's), as ReFT."""
     k: int = 4
@@ -447,53 +355,31 @@ class SelfTrainConfig(SFTConfig):
     """Online: questions per step per process (the release: 4 per GPU x 8 GPUs = 32 in all)."""
     updates_per_batch: int = 2
     """Online: optimizer steps on each sampled batch, the same samples and gold CoTs each time (the release: 2, its ppo_epochs)."""
-    max_steps: int = 0
-    """Online: stop after this many steps (0 = run all epochs)."""
     include_gold: bool = True
     """Online: add the annotated CoTs of the questions, as the release: the loss is 1/2 NLL(correct samples) + 1/2 NLL(gold). Without: the token-mean NLL of the correct samples alone (a step with none is skipped)."""
     out: str = "runs/selftrain"
     """Run directory."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """How completions are drawn and scored (--max-new-tokens, --temperature, --gen-batch-size, --timeout-s)."""
 
-    CHOICES = {**SFTConfig.CHOICES, "mode": ("offline", "online")}
+    CHOICES = {"mode": ("offline", "online")}
     BOUNDS = {
-        "max_new_tokens": COUNT,
-        "temperature": Range(0, why="0 = greedy"),
-        "gen_batch_size": COUNT,
-        "timeout_s": POSITIVE,
         "k": COUNT,
         "max_per_question": COUNT,
         "samples_per_question": COUNT,
         "rollout_batch_size": COUNT,
         "updates_per_batch": COUNT,
-        "max_steps": COUNT0,
     }
 
 
 @dataclass(frozen=True)
-class RerankerConfig(TrainArgs):
+class RerankerConfig(SupervisedArgs):
     """Reward model for reranking: a sequence classifier scoring P(correct | question, CoT)."""
 
-    model: str = ""
-    """Initial checkpoint (e.g. the SFT or ReFT model directory)."""
     samples: str = ""
     """Sampled solutions with correctness labels: the JSON lines written by 'reft sample'."""
     out: str = "runs/reranker"
     """Run directory; the classifier is saved to OUT/final."""
-    epochs: int = 2
-    """Epochs over the labelled samples."""
-    batch_size: int = 16
-    """Samples per optimizer step."""
-    max_length: int = 512
-    """Truncate prompt+completion to this many tokens."""
-    warmup_ratio: float = 0.1
-    """Fraction of steps with linear warm-up."""
-
-    BOUNDS = {
-        "epochs": COUNT,
-        "batch_size": COUNT,
-        "max_length": MIN_LENGTH,
-        "warmup_ratio": FRACTION,
-    }
 
     @property
     def tiny_lr(self) -> float:
