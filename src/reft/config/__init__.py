@@ -114,10 +114,13 @@ class TrainArgs(DataArgs):
     """With --resume: accept settings that differ from the checkpoint's (the run records them), instead of refusing."""
     max_bad_steps: int = 3
     """Stop after this many consecutive steps whose gradients are not finite (each such step is skipped)."""
+    report_to: str = "tensorboard"
+    """Where metrics go besides metrics.jsonl: tensorboard (RUN/tb), wandb (the optional extra reft[wandb]; WANDB_MODE=offline works) or none."""
     mixed_precision: str = "auto"
     """Compute precision (autocast; weights stay fp32 masters): auto (bf16 on a GPU with native bf16, else no), no, bf16 (GPU or CPU), fp16 (GPU)."""
 
-    CHOICES = {**DataArgs.CHOICES, "mixed_precision": ("auto", "no", "bf16", "fp16")}
+    CHOICES = {"mixed_precision": ("auto", "no", "bf16", "fp16"),
+               "report_to": ("tensorboard", "wandb", "none")}
     BOUNDS = {
         "lr": POSITIVE,
         "max_grad_norm": Range(0, open_low=True, inf_ok=True),
@@ -280,7 +283,6 @@ class PPOConfig(TrainArgs):
     """How completions are drawn and scored (--max-new-tokens, --temperature, --gen-batch-size, --timeout-s)."""
 
     CHOICES = {
-        **TrainArgs.CHOICES,
         "estimator": ADVANTAGE_ESTIMATORS.keys(),
         "critic": ("shared", "separate"),
         "kl_mode": ("reward", "loss"),
