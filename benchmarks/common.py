@@ -50,9 +50,13 @@ def setup(threads: int | None = None) -> None:
     torch.manual_seed(0)
 
 
-def hold_threads(module) -> None:
-    """Make a reft training module's ``setup_threads`` keep the benchmark's thread count."""
-    module.setup_threads = lambda: torch.set_num_threads(_threads)
+def hold_threads(module=None) -> None:
+    """Make reft's training loops keep the benchmark's thread count: their ``setup_threads``
+    (reft.runtime.dist) leaves the count alone when OMP_NUM_THREADS is set. ``module``: a
+    training module that still has its own ``setup_threads`` (older layouts)."""
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    if module is not None and hasattr(module, "setup_threads"):
+        module.setup_threads = lambda: torch.set_num_threads(_threads)
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -74,11 +74,10 @@ def child(spec: dict) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         kw = dict(model=spec["model"], out=out, mixed_precision="no", log_every=1000, **spec["overrides"])
+        # OMP_NUM_THREADS (set by main) makes reft's setup_threads keep the count above
         if spec["stage"] == "sft":
-            sft.setup_threads = lambda: None  # keep the thread count above
             sft.train_sft(SFTConfig(epochs=1, batch_size=spec["batch"], max_length=256, **kw), examples)
         else:
-            ppo.setup_threads = lambda: None
             ppo.train_ppo(PPOConfig(rollout_batch_size=spec["batch"], mini_batch_size=spec["batch"] // 2,
                                     max_steps=spec["steps"], save_every=1000,
                                     **kw, sampling=SamplingConfig(max_new_tokens=64)), examples)
@@ -88,7 +87,7 @@ def child(spec: dict) -> None:
 def counts(model_dir: Path, lora_r: int) -> tuple[int, int]:
     """(trainable, total) parameters of the policy as reft builds it."""
     from reft.config import SFTConfig
-    from reft.training.sft import load_policy
+    from reft.training.policy import load_policy
 
     class _Acc:
         device = "cpu"

@@ -79,6 +79,7 @@ def main() -> None:
     p.add_argument("--child", nargs=2, metavar=("STAGE", "PRECISION"), help=argparse_hidden())
     args = p.parse_args()
     if args.child:
+        common.setup(args.threads)  # the child's thread count: the parent's --threads
         print("RESULT " + json.dumps(child(*args.child, args.preset, args.steps)))
         return
     common.setup(args.threads)

@@ -7,10 +7,14 @@ both run a reference forward), one update epoch, one optimizer step per batch
 (reft: ppo_epochs=1, mini_batch = whole batch; TRL: num_iterations=1,
 gradient_accumulation_steps=1), fp32, no gradient checkpointing, no eval, no saving.
 
-A step is timed from the start of sampling to the end of the optimizer step (TRL:
-``on_step_begin`` to ``on_step_end``; reft: entry of ``make_experience`` to the end of
-``rollout_stats``), so setup, logging and the final save are outside on both sides.
-The first step of each run (lazy initialisation) is dropped; the sides alternate.
+A step is timed from the start of sampling to the end of the optimizer step. TRL:
+``on_step_begin`` to ``on_step_end``. reft: the sum of the phase timings its PPO loop
+writes to the run's ``metrics.jsonl`` (``time/sample_s``, ``time/score_s``,
+``time/forward_s``, ``time/advantages_s``, ``time/update_s``; docs/metrics.md), logged
+every step; a step's CPU time is the process's CPU time between two consecutive rows of
+that file (a thread notes it when a row appears). So setup, logging and the final save are
+outside on both sides. The first step of each run (lazy initialisation) is dropped; the
+sides alternate.
 
     .venv/bin/python benchmarks/rl_step.py            # Q=8, K=4, 128 tokens
     .venv/bin/python benchmarks/rl_step.py --quick
@@ -18,12 +22,12 @@ The first step of each run (lazy initialisation) is dropped; the sides alternate
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-
-import torch
 
 from reft.config import SamplingConfig
 
@@ -31,14 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
 
+TRL = "TRL GRPOTrainer"
 BETA = 0.05
 LR = 2e-5
 ROLLOUT = "rollout: sample + score + no-grad forwards"
 SAMPLING = "  sampling (generate)"
 SCORING = "  scoring (answer rewards)"
 OLD_FWD = "  old log-probs/values forward"
+ADVANTAGES = "  rewards + advantages"
 UPDATE = "update: forward + backward + AdamW"
-PHASES = (ROLLOUT, SAMPLING, SCORING, OLD_FWD, UPDATE)
+PHASES = (ROLLOUT, SAMPLING, SCORING, OLD_FWD, ADVANTAGES, UPDATE)
+REFT_PHASES = {  # metrics.jsonl key -> phase
+    "time/sample_s": SAMPLING, "time/score_s": SCORING, "time/forward_s": OLD_FWD,
+    "time/advantages_s": ADVANTAGES, "time/update_s": UPDATE,
+}
 
 
 class Clock:
@@ -91,51 +101,76 @@ def _timing(clock: Clock, phase: str, fn):
     return wrapped
 
 
+class RowWatcher:
+    """Notes this process's (wall, CPU) clocks whenever a row is appended to ``path``: the
+    CPU time of a logged step is the difference between two rows' notes."""
+
+    def __init__(self, path: Path, poll_s: float = 0.002):
+        self.path, self.poll_s = path, poll_s
+        self.notes: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rows(self) -> int:
+        try:
+            return self.path.read_bytes().count(b"\n")
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            new = self._rows() - len(self.notes)
+            if new > 0:
+                self.notes.extend([common.clocks()] * new)
+
+    def __enter__(self) -> RowWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def clock_from_metrics(rows: list[dict], notes: list[tuple[float, float]], batch: int) -> Clock:
+    """A ``Clock`` of the logged PPO steps: wall time and phases from each row's ``time/*``
+    keys, CPU time from the watcher's notes (the first step has none: it is dropped),
+    completion tokens from ``response/length`` (a mean over the step's ``batch`` responses)."""
+    clock = Clock()
+    for i, row in enumerate(rows):
+        if not any(key in row for key in REFT_PHASES):  # not a step's row (an eval, say)
+            continue
+        phases = {name: row.get(key, 0.0) for key, name in REFT_PHASES.items()}
+        phases[ROLLOUT] = sum(v for k, v in phases.items() if k != UPDATE)
+        clock.steps.append(sum(row.get(key, 0.0) for key in REFT_PHASES))
+        clock.cpu.append(notes[i][1] - notes[i - 1][1] if 0 < i < len(notes) else float("nan"))
+        clock.phases.append(phases)
+        clock.tokens.append(round(row.get("response/length", 0.0) * batch))
+        clock.seq_tokens.append(0)
+    return clock
+
+
 def run_reft(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: int,
              estimator: str = "grpo") -> Clock:
-    """``train_ppo`` for ``steps`` RL steps; hooks time each step and its phases."""
-    import reft.eval.runner as runner
-    import reft.rollout.sampler as sampler
+    """``train_ppo`` for ``steps`` RL steps, logging every step; the step and phase times
+    are read back from the run's ``metrics.jsonl``."""
     import reft.training.ppo as ppo
     from reft.config import PPOConfig
 
-    clock = Clock()
-    saved = (ppo.make_experience, ppo.ppo_update, ppo.rollout_stats, sampler.generate,
-             runner.judge_texts, ppo.ActorCritic.forward)
-    make_experience, ppo_update, rollout_stats, generate, judge_texts, ac_forward = saved
-
-    def timed_ac_forward(self, r):
-        if torch.is_grad_enabled():  # the update's forward, timed as part of ppo_update
-            return ac_forward(self, r)
-        return _timing(clock, OLD_FWD, ac_forward)(self, r)
-
-    def timed_experience(*a, **kw):
-        clock.begin()
-        return _timing(clock, ROLLOUT, make_experience)(*a, **kw)
-
-    def timed_stats(r, acc):
-        out = rollout_stats(r, acc)
-        clock.end(int(r.response_mask.sum()), int(r.attention_mask.sum()))
-        return out
-
     common.hold_threads(ppo)
-    ppo.make_experience, ppo.rollout_stats = timed_experience, timed_stats
-    ppo.ppo_update = _timing(clock, UPDATE, ppo_update)
-    sampler.generate = _timing(clock, SAMPLING, generate)
-    runner.judge_texts = _timing(clock, SCORING, judge_texts)
-    ppo.ActorCritic.forward = timed_ac_forward
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            cfg = PPOConfig(model=str(model_dir), out=out, estimator=estimator, rollout_batch_size=q,
-                            samples_per_question=k, mini_batch_size=q * k, ppo_epochs=1,
-                            kl_coef=BETA, lr=LR, max_steps=steps, save_every=10**9,
-                            log_every=10**9, eval_every=0, dtype="float32", mixed_precision="no", sampling=SamplingConfig(gen_batch_size=q * k, max_new_tokens=max_len, temperature=1.0))
+    with tempfile.TemporaryDirectory() as out:
+        cfg = PPOConfig(model=str(model_dir), out=out, estimator=estimator, rollout_batch_size=q,
+                        samples_per_question=k, mini_batch_size=q * k, ppo_epochs=1,
+                        kl_coef=BETA, lr=LR, max_steps=steps, save_every=10**9, log_every=1,
+                        eval_every=0, dtype="float32", mixed_precision="no", report_to="none",
+                        sampling=SamplingConfig(gen_batch_size=q * k, max_new_tokens=max_len,
+                                                temperature=1.0))
+        metrics = Path(out) / "metrics.jsonl"
+        with RowWatcher(metrics) as watcher:
             ppo.train_ppo(cfg, train=examples, test=[])
-    finally:
-        (ppo.make_experience, ppo.ppo_update, ppo.rollout_stats, sampler.generate,
-         runner.judge_texts, ppo.ActorCritic.forward) = saved
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     common.setup()  # train_ppo sets its own thread count; restore the benchmark's
-    return clock.drop_first()
+    return clock_from_metrics(rows, watcher.notes, q * k).drop_first()
 
 
 def run_trl(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: int) -> Clock:
@@ -186,15 +221,22 @@ def run_trl(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: i
     return clock.drop_first()
 
 
+def have_trl() -> bool:
+    """Whether TRL can be imported; without it only reft's sides run (``pip install trl``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("trl") is not None
+
+
 def compare(model_dir: Path, *, q: int, k: int, max_len: int, steps: int, repeats: int,
             gae: bool = True) -> dict[str, Clock]:
     """Alternate TRL / reft grpo / reft gae runs; return each side's pooled clock."""
     examples = common.questions(max(64, q * (steps + 1)), split="train")
-    sides = {
-        "TRL GRPOTrainer": lambda: run_trl(model_dir, examples, q=q, k=k, max_len=max_len, steps=steps),
-        "reft ppo --estimator grpo": lambda: run_reft(model_dir, examples, q=q, k=k, max_len=max_len,
-                                                      steps=steps),
-    }
+    sides = {}
+    if have_trl():
+        sides[TRL] = lambda: run_trl(model_dir, examples, q=q, k=k, max_len=max_len, steps=steps)
+    sides["reft ppo --estimator grpo"] = lambda: run_reft(model_dir, examples, q=q, k=k,
+                                                          max_len=max_len, steps=steps)
     if gae:
         sides["reft ppo (gae, value head)"] = lambda: run_reft(
             model_dir, examples, q=q, k=k, max_len=max_len, steps=steps, estimator="gae")
@@ -220,14 +262,16 @@ def main() -> int:
     q, k = args.questions, args.samples
     pooled = compare(model_dir, q=q, k=k, max_len=args.max_len, steps=args.steps,
                      repeats=args.repeats)
-    trl = pooled["TRL GRPOTrainer"]
-    trl_rate, trl_cpu = q * k / common.median(trl.steps), q * k / common.median(trl.cpu)
+    trl = pooled.get(TRL)
+    trl_rate = q * k / common.median(trl.steps) if trl else None
+    trl_cpu = q * k / common.median(trl.cpu) if trl else None
     rows, phases = [], []
     for name, c in pooled.items():
         t = common.median(c.steps)
         rows.append([name, len(c.steps), t, common.spread(c.steps), common.median(c.cpu),
                      common.median(c.tokens) / (q * k), q * k / t, common.median(c.tokens) / t,
-                     q * k / t / trl_rate, q * k / common.median(c.cpu) / trl_cpu])
+                     q * k / t / trl_rate if trl else "-",
+                     q * k / common.median(c.cpu) / trl_cpu if trl else "-"])
         for ph in [ph for ph in PHASES if any(ph in d for d in c.phases)]:
             phases.append([name, ph, common.median([d.get(ph, 0.0) for d in c.phases])])
     header = ["side", "steps timed", "s/step (median)", "range", "CPU s/step", "mean completion len",
@@ -235,6 +279,8 @@ def main() -> int:
     setting = (f"model `{model_dir.name}`, {q} questions x {k} samples = {q * k} completions/step, "
                f"max completion {args.max_len} tokens, 1 update epoch, beta {BETA}, fp32, "
                f"{args.repeats} alternating runs x {args.steps - 1} timed steps per side")
+    if not trl:
+        setting += "; TRL is not installed (`pip install trl`): reft's sides only"
     common.report("RL step: TRL GRPOTrainer vs reft ppo",
                   setting + "\n\n" + common.table(header, rows) + "\n\nMedian seconds per phase:\n\n"
                   + common.table(["side", "phase", "s"], phases))

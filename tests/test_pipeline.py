@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -31,7 +32,8 @@ PINNED_CLI = ("import sys, torch; torch.set_num_threads(1); "
 
 def cli(python: str, *args: str, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
     cmd = [python, "-c", PINNED_CLI, *args]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+           **kw.pop("env_extra", {})}
     if kw.pop("background", False):
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, text=True)
@@ -186,13 +188,22 @@ def test_unknown_key_exits_2_with_one_line(tmp_path, python):
 
 @pytest.mark.slow
 def test_ci_config_runs_on_real_svamp(tmp_path, shared_data, python):
+    """The shipped config as it is, its data by name, offline from a cache seeded with the
+    shared copies (byte-identical to the release's: tests/data/test_fetch.py)."""
+    from reft.data import fetch
+
     cfg = yaml.safe_load((ROOT / "configs/ci_svamp_tiny.yaml").read_text())
+    assert cfg["data"]["train_file"] == "reft:svamp_nl"
     cfg["out"] = str(tmp_path / "ci")
-    cfg["data"]["train_file"] = str(shared_data / "svamp/svamp_nl.json")
-    cfg["data"]["test_file"] = str(shared_data / "svamp/svamp_test_set.json")
     path = tmp_path / "ci.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = cli(python, "pipeline", str(path), timeout=300)
+    hf_home = tmp_path / "hf"
+    for name, copy in (("reft:svamp_nl", "svamp/svamp_nl.json"), ("reft:svamp_test", "svamp/svamp_test_set.json")):
+        dest = hf_home / "reft" / "data" / fetch.RELEASE_COMMIT / fetch.NAMES[name].out_name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared_data / copy, dest)
+    r = cli(python, "pipeline", str(path), timeout=300,
+            env_extra={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     results = check_results(tmp_path / "ci", ["sft", "reft"], k=2)
     assert results["n_test"] == 32 and results["k"] == 2  # pass@k and vote@k checked above

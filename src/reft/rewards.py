@@ -24,6 +24,7 @@ from numbers import Real
 from typing import Any
 
 from reft.answers import (
+    COTS,
     DEFAULT_PARSER,
     TASKS,
     extract_answer,
@@ -35,7 +36,6 @@ from reft.answers import (
 
 PARTIAL_REWARD = 0.1
 """ReFT's reward for an answer that parses but is wrong."""
-COTS = ("nl", "python")
 
 
 @dataclass(frozen=True)
@@ -123,17 +123,6 @@ def judge(
     return out
 
 
-def score(
-    completions: Sequence[str],
-    golds: Sequence[str],
-    *,
-    task: str = "numeric",
-    cot: str = "nl",
-    partial: float = PARTIAL_REWARD,
-    timeout_s: float = 3.0,
-    parser: str = DEFAULT_PARSER,
-) -> list[float]:
-    """ReFT's reward per completion: 1.0 / ``partial`` / 0.0 (see ``judge``)."""
-    judged = judge(completions, golds, task=task, cot=cot, partial=partial, timeout_s=timeout_s,
-                   parser=parser)
-    return [j.score for j in judged]
+def score(completions: Sequence[str], golds: Sequence[str], **kw: Any) -> list[float]:
+    """ReFT's reward per completion: 1.0 / ``partial`` / 0.0 (``judge``'s keywords)."""
+    return [j.score for j in judge(completions, golds, **kw)]

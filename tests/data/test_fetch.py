@@ -116,7 +116,7 @@ def test_pinned_table_matches_the_shared_copies():
     """Each release entry's sha256, size and row count are those of the byte-identical copy."""
     if not SHARED.is_dir():
         pytest.skip(f"real data not found at {SHARED}")
-    release = [e for e in fetch.NAMES.values() if e.source == "release"]
+    release = [e for e in fetch.NAMES.values() if e.source == "release" and e.sha256]
     assert {e.path for e in release} == set(SHARED_COPIES)
     for item in release:
         copy = SHARED / SHARED_COPIES[item.path]
@@ -158,6 +158,33 @@ def test_checksum_mismatch_leaves_nothing(env, tmp_path, monkeypatch):
     assert "\n" not in msg
     assert all(part in msg for part in ("reft:svamp_test", url, wrong, got)), msg
     assert _cached_files(tmp_path) == []
+
+
+# the git blob id of svamp_test_set.json in the release's tree at RELEASE_COMMIT
+# (`git ls-tree HEAD data/svamp_test_set.json`)
+SVAMP_TEST_BLOB = "6e7879f27d3a2b5227742b208dfd012fba278230"
+
+
+def test_git_blob_id_is_gits():
+    if not SHARED.is_dir():
+        pytest.skip(f"real data not found at {SHARED}")
+    assert fetch.git_blob_id(SHARED / "svamp/svamp_test_set.json") == SVAMP_TEST_BLOB
+
+
+def test_large_training_files_are_checked_by_blob_id(env, tmp_path, monkeypatch):
+    """``reft:gsm8k_nl`` and the other large files have no sha256 but a git blob id: served
+    bytes with that id are cached, others are refused and nothing is left behind."""
+    assert fetch.NAMES["reft:gsm8k_nl"].git_blob and fetch.NAMES["reft:gsm8k_nl"].sha256 is None
+    item = dataclasses.replace(fetch.NAMES["reft:gsm8k_nl"], git_blob=SVAMP_TEST_BLOB)
+    monkeypatch.setitem(fetch.NAMES, item.name, item)
+    env.routes[_release_path("data/gsm8k_nl.json")] = (SHARED / "svamp/svamp_test_set.json", {})
+    path = fetch.resolve(item.name)
+    assert path.read_bytes() == (SHARED / "svamp/svamp_test_set.json").read_bytes()
+    path.unlink()
+    monkeypatch.setitem(fetch.NAMES, item.name, dataclasses.replace(item, git_blob="1" * 40))
+    with pytest.raises(UserError, match=r"expected git blob id 1{40}, got " + SVAMP_TEST_BLOB):
+        fetch.resolve(item.name)
+    assert not path.exists()
 
 
 def test_served_file_differs_from_the_release(env, tmp_path):

@@ -59,11 +59,43 @@ DEMO_RESULTS = {
 }
 
 
+QUESTIONS = {"q-0": ("Tom has 5 shells and finds 3 more. How many shells does he have?", "8"),
+             "q-1": ("A box holds 4 rows of 6 eggs. How many eggs?", "24"),
+             "q-2": ("Ann reads 7 pages a day for 3 days. How many pages?", "21"),
+             "q-3": ("Leo had 10 apples and ate 4. How many are left?", "6")}
+
+
+def write_test_file(path: Path) -> Path:
+    """A test set in ReFT JSON, as a pipeline's data/test.json."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"item_id": i, "question": q, "answer_cot": None, "answer_value": a}
+            for i, (q, a) in QUESTIONS.items()]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+def write_eval(stage_dir: Path, test_file: Path, right: set[str], top1: float,
+               pass_k: float | None = None) -> None:
+    """eval/eval.json and eval/predictions.jsonl of a stage whose greedy answers are right
+    for the ids in ``right`` (and off by one elsewhere)."""
+    eval_json = {"n": len(QUESTIONS), "top1": top1, "k": 8,
+                 "settings": {"test_file": str(test_file), "cot": "nl", "task": "numeric"}}
+    if pass_k is not None:
+        eval_json["pass@k"] = pass_k
+    (stage_dir / "eval").mkdir(parents=True, exist_ok=True)
+    (stage_dir / "eval" / "eval.json").write_text(json.dumps(eval_json), encoding="utf-8")
+    rows = [{"id": i, "gold": a, "pred": a if i in right else str(int(a) + 1),
+             "completion": f"{stage_dir.name} works it out <step> for {i}.",
+             "correct": i in right} for i, (_q, a) in QUESTIONS.items()]
+    write_jsonl(stage_dir / "eval" / "predictions.jsonl", rows)
+
+
 @pytest.fixture
 def builders() -> SimpleNamespace:
     """The builders above, for tests that make their own run directories."""
     return SimpleNamespace(training_dir=make_training_dir, sft_metrics=sft_metrics,
-                           ppo_metrics=ppo_metrics, write_jsonl=write_jsonl)
+                           ppo_metrics=ppo_metrics, write_jsonl=write_jsonl,
+                           write_test_file=write_test_file, write_eval=write_eval)
 
 
 @pytest.fixture
@@ -75,6 +107,9 @@ def demo_dir(tmp_path: Path) -> Path:
     make_training_dir(run / "sft", sft_metrics(5, 2.0) + [{"step": 5, "eval/top1": 0.41}],
                       "model: warmup\nlr: 1.0e-05\nseed: 7\n")
     make_training_dir(run / "reft", ppo_metrics(), "model: warmup\nkl_coef: 0.05\nseed: 7\n")
+    test_file = write_test_file(run / "data" / "test.json")
+    write_eval(run / "sft", test_file, right={"q-1"}, top1=0.25)
+    write_eval(run / "reft", test_file, right={"q-0", "q-1", "q-3"}, top1=0.75)
     return run
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -63,12 +64,22 @@ def check_html(path: Path) -> _Checker:
     return checker
 
 
-def assert_images_exist(run: Path, checker: _Checker) -> None:
+DATA_URI = "data:image/png;base64,"
+
+
+def assert_images_embedded(run: Path, checker: _Checker) -> list[bytes]:
+    """Every <img> is a PNG inside the page (a data URI), none a file beside it; the same
+    PNGs are also written to plots/."""
     assert checker.images, "the report shows no plots"
+    pngs = []
     for src in checker.images:
-        assert src.startswith("plots/") and src.endswith(".png")
-        png = run / src
-        assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC
+        assert src.startswith(DATA_URI), src[:40]
+        png = base64.b64decode(src[len(DATA_URI):], validate=True)
+        assert png[:8] == PNG_MAGIC
+        pngs.append(png)
+    on_disk = {p.read_bytes() for p in (run / "plots").glob("*.png")}
+    assert set(pngs) <= on_disk
+    return pngs
 
 
 def _table_rows(md: str) -> list[list[str]]:
@@ -96,10 +107,11 @@ def test_demo_dir_results_md(demo_dir: Path):
 def test_demo_dir_html_and_plots(demo_dir: Path):
     written = write_report(demo_dir)
     checker = check_html(written["report.html"])
-    assert_images_exist(demo_dir, checker)
-    names = {Path(src).name for src in checker.images}
-    assert {"reward.png", "eval_top1.png", "kl.png", "sft_loss.png"} <= names
-    assert {f"plots/{n}" for n in names} <= set(written)
+    plots = [name for name in written if name.startswith("plots/")]
+    assert len(assert_images_embedded(demo_dir, checker)) == len(plots)
+    assert {"plots/reward.png", "plots/eval_top1.png", "plots/kl.png", "plots/sft_loss.png"
+            } <= set(written)
+    assert 'src="plots/' not in written["report.html"].read_text(encoding="utf-8")
     text = " ".join(checker.text)
     assert "ReFT − SFT (top-1): +4.4 points" in text
     assert "kl_coef" in text  # the ReFT stage's config.yaml is in the settings
@@ -117,12 +129,14 @@ def test_single_ppo_training_dir(ppo_dir: Path):
     written = write_report(ppo_dir)
     md = written["results.md"].read_text(encoding="utf-8")
     # eval/eval.json gives the table row; k and n come from it
-    assert ["ppo_run", "34.0", "40.0", "—"] in _table_rows(md)
+    # pass@k is a column because eval.json has it
+    assert ["Method", "Top-1", "Vote@4", "Rerank@4", "Pass@4"] in _table_rows(md)
+    assert ["ppo_run", "34.0", "40.0", "—", "60.0"] in _table_rows(md)
     assert "n_test = 50" in md and "k = 4" in md and "seed = 3" in md
     assert "Final training metrics" in md and "reward/mean" in md
     checker = check_html(written["report.html"])
-    assert_images_exist(ppo_dir, checker)
-    assert "sft_loss.png" not in {Path(s).name for s in checker.images}
+    assert_images_embedded(ppo_dir, checker)
+    assert "plots/sft_loss.png" not in written
 
 
 def test_training_dir_without_eval_uses_last_periodic_top1(tmp_path: Path, builders):
@@ -141,7 +155,8 @@ def test_eval_dir(tmp_path: Path, builders):
          "settings": {"model": "m", "temperature": 1.0}}), encoding="utf-8")
     builders.write_jsonl(run / "predictions.jsonl", [{"id": "1", "pred": "3", "correct": True}])
     written = write_report(run)
-    assert ["eval_out", "50.0", "60.0", "70.0"] in _table_rows(written["results.md"].read_text())
+    rows = _table_rows(written["results.md"].read_text())
+    assert ["eval_out", "50.0", "60.0", "70.0", "90.0"] in rows
     checker = check_html(written["report.html"])
     assert checker.images == [] and "temperature" in " ".join(checker.text)
 

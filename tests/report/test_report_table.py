@@ -75,3 +75,20 @@ def test_duration_formats():
     assert duration(3.25) == "3.25 s"
     assert duration(192.4) == "3 min 12 s"
     assert duration(3 * 3600 + 5 * 60) == "3 h 05 min"
+
+
+def test_pass_at_k_column_only_when_some_method_has_it():
+    header, rows = table_cells({"methods": {"sft": {"top1": 0.4, "pass@k": 0.7},
+                                            "reft": {"top1": 0.5}}, "k": 4})
+    assert header == ["Method", "Top-1", "Vote@4", "Rerank@4", "Pass@4"]
+    assert rows == [["SFT", "40.0", "—", "—", "70.0"], ["ReFT", "50.0", "—", "—", "—"]]
+
+
+def test_spread_cells_and_seed_caption():
+    results = {"methods": {"reft": {"top1": 0.5, "vote@k": 0.6}}, "n_runs": 3,
+               "spread": {"reft": {"top1": (0.0123, 3), "vote@k": (None, 1)}},
+               "seeds": [0, 1, 2], "delta_sd": 0.02, "delta_n": 3}
+    _, rows = table_cells(results)
+    assert rows == [["ReFT", "50.0 ± 1.2", "60.0 (n=1)", "—"]]
+    md = results_table_md(results)
+    assert "seeds = 0, 1, 2 (mean ± sd over 3 runs)" in md and "seed =" not in md

@@ -158,12 +158,15 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model
     out = tmp_path / "run"
     cfg = PPOConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train), out=str(out),
                     rollout_batch_size=2, mini_batch_size=2, ppo_epochs=1, max_steps=3, save_every=1,
-                    log_every=1, mixed_precision="no", sampling=SamplingConfig(max_new_tokens=8))
+                    log_every=1, mixed_precision="no", sampling=SamplingConfig(max_new_tokens=8),
+                    max_bad_steps=1)
     with pytest.raises(TrainingError) as e:
         ppo.train_ppo(cfg)
     msg = str(e.value)
     assert "\n" not in msg
+    # a non-finite loss is a skipped step; --max-bad-steps 1: the first one stops the run
     assert msg.startswith("step 2: non-finite loss in the PPO update (loss=nan, loss/policy=")
+    assert "; 1 bad optimizer step in a row (--max-bad-steps 1); " in msg
     assert msg.endswith(f"last good checkpoint: {out / 'checkpoints' / 'step-1'}")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-1"]
     assert not (out / "final").exists()
@@ -177,7 +180,7 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model
 def test_cli_maps_training_error_to_exit_1(tmp_path, tiny_model_dir, tiny_data, monkeypatch, capsys):
     import reft.training.ppo as ppo
 
-    def diverged(cfg):
+    def diverged(cfg, *rest):
         raise TrainingError("step 7: non-finite loss/policy; last good checkpoint kept in x")
 
     monkeypatch.setattr(ppo, "train_ppo", diverged)

@@ -133,7 +133,8 @@ def test_missing_train_file_is_one_line_and_makes_no_run_dir(tmp_path, tiny_mode
 
 def test_nan_loss_stops_sft_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, tiny_data,
                                                           monkeypatch):
-    """A non-finite loss in epoch 2 raises before the optimizer step; epoch-1 stays intact."""
+    """A non-finite loss in epoch 2 is a skipped step (its gradients are not finite); with
+    --max-bad-steps 1 the first one stops the run; epoch-1 stays intact."""
     import reft.training.nll as nll
     import reft.training.sft as sft
     from reft.config import SFTConfig
@@ -148,8 +149,10 @@ def test_nan_loss_stops_sft_and_keeps_the_last_checkpoint(tmp_path, tiny_model_d
     monkeypatch.setattr(nll, "token_nll", token_nll)
     out = tmp_path / "run"
     cfg = SFTConfig(model=str(tiny_model_dir), train_file=str(tiny_data.train), out=str(out),
-                    epochs=2, batch_size=4, log_every=1, mixed_precision="no")
-    with pytest.raises(TrainingError, match=r"step 3: non-finite loss/nll=nan; last good checkpoint: .*epoch-1$"):
+                    epochs=2, batch_size=4, log_every=1, mixed_precision="no", max_bad_steps=1)
+    with pytest.raises(TrainingError, match=r"^step 3: non-finite gradient norm \(nan; loss/nll=nan\); "
+                       r"1 bad optimizer step in a row \(--max-bad-steps 1\); "
+                       r"last good checkpoint: .*epoch-1$"):
         sft.train_sft(cfg)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-1"]
     assert not (out / "final").exists()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from reft._version import __version__
+from reft.answers import COTS
 from reft.errors import TrainingError, UserError
 
 
@@ -64,7 +65,7 @@ def _add_protocols(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quick", action="store_true", help="a smaller ~3-minute version")
-    p.add_argument("--cot", choices=["nl", "python"], default="python",
+    p.add_argument("--cot", choices=COTS, default="python",
                    help="CoT style (default: python, where a program's operations are run by the "
                    "sandbox; nl: the model does the arithmetic)")
     p.set_defaults(func=_call("reft.cli.commands:demo"))
@@ -95,7 +96,7 @@ def _add_data(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--split", choices=["train", "test"], default="train",
                    help="which split: train and test never share a problem (default: train)")
-    p.add_argument("--cot", choices=["nl", "python"], default="nl", help="CoT style (default: nl)")
+    p.add_argument("--cot", choices=COTS, default="nl", help="CoT style (default: nl)")
     p.add_argument("--level", choices=["standard", "easy", "tiny", "paths", "products", "mental"],
                    default="standard",
                    help="difficulty: easy keeps every number below 100, tiny every step's "
@@ -168,16 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except UserError as e:
+    except UserError as e:  # bad input: 2; a refused write (runtime.io.CannotWrite): 1
         print(f"reft {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
     except TrainingError as e:
         print(f"reft {args.command}: training stopped: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"reft {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # a training loop's runtime.signals.Interrupted says more
+        print(f"reft {args.command}: interrupted{f': {e}' if str(e) else ''}", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
     except BrokenPipeError:  # e.g. `reft data check FILE | head`
         sys.stderr.close()
         return 0
+    except OSError as e:  # the environment failed (disk full, read-only, ...): one line, 1
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"reft {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     return int(result or 0)

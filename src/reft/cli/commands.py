@@ -63,11 +63,8 @@ def model_init(args: argparse.Namespace) -> int:
     from reft.models.tiny import check_out
 
     check_out(Path(args.out).expanduser())  # before the slow imports
-    from transformers.utils import logging as hf_logging
-
     from reft.models.tiny import file_texts, init_model
 
-    hf_logging.disable_progress_bar()
     texts = file_texts(args.data) if args.data else None
     init_model(args.out, preset=args.preset, texts=texts, seed=args.seed,
                vocab_size=args.vocab_size, hidden_size=args.hidden_size, layers=args.layers,
@@ -117,9 +114,9 @@ def data_get(args: argparse.Namespace) -> int:
 
 
 def sft(args: argparse.Namespace) -> int:
+    from reft import sft as train_sft
     from reft.config import SFTConfig
     from reft.configio import config_from_args
-    from reft.training.sft import train_sft
 
     final = train_sft(config_from_args(SFTConfig, args))
     if _main_process():
@@ -128,9 +125,9 @@ def sft(args: argparse.Namespace) -> int:
 
 
 def ppo(args: argparse.Namespace) -> int:
+    from reft import ppo as train_ppo
     from reft.config import PPOConfig
     from reft.configio import config_from_args
-    from reft.training.ppo import train_ppo
 
     final = train_ppo(config_from_args(PPOConfig, args))
     if _main_process():
@@ -139,9 +136,9 @@ def ppo(args: argparse.Namespace) -> int:
 
 
 def selftrain(args: argparse.Namespace) -> int:
+    from reft import selftrain as run_selftrain
     from reft.config import SelfTrainConfig
     from reft.configio import config_from_args
-    from reft.training.selftrain import run_selftrain
 
     cfg = config_from_args(SelfTrainConfig, args)
     final = run_selftrain(cfg)
@@ -151,9 +148,9 @@ def selftrain(args: argparse.Namespace) -> int:
 
 
 def reranker_train(args: argparse.Namespace) -> int:
+    from reft import reranker as train_reranker
     from reft.config import RerankerConfig
     from reft.configio import config_from_args
-    from reft.training.reranker import train_reranker
 
     final = train_reranker(config_from_args(RerankerConfig, args))
     print(f"reranker finished: {final}")
@@ -164,9 +161,9 @@ def evaluate(args: argparse.Namespace) -> int:
     """``reft eval``: prints the summary as one JSON line."""
     import json
 
+    from reft import evaluate as run_eval
     from reft.config import EvalConfig
     from reft.configio import config_from_args
-    from reft.eval.runner import run_eval
 
     cfg = config_from_args(EvalConfig, args)
     summary = run_eval(cfg)
@@ -178,9 +175,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
+    from reft import sample as run_sample
     from reft.config import SampleConfig
     from reft.configio import config_from_args
-    from reft.rollout.samples_file import run_sample
 
     out = run_sample(config_from_args(SampleConfig, args))
     if _main_process():

@@ -32,13 +32,27 @@ PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"
 
 __all__ = [
     "PROMPT_TEMPLATE", "Checked", "ConfigError", "DataArgs", "EvalConfig", "PPOConfig", "Range",
-    "RerankerConfig", "SFTConfig", "SampleConfig", "SamplingConfig", "SelfTrainConfig",
+    "RerankerConfig", "SFTConfig", "SampleConfig", "SamplingConfig", "SelfTrainConfig", "SourceArgs",
     "SupervisedArgs", "TrainArgs", "flag", "validate",
 ]
 
 
 @dataclass(frozen=True)
-class DataArgs(Checked):
+class SourceArgs(Checked):
+    """How a data source is read (every stage, and the pipeline's ``data:`` section)."""
+
+    data_format: str = "auto"
+    """How to read data files: auto, gsm8k (original JSON lines), reft (ReFT JSON array), hf (any datasets source)."""
+    columns: str = ""
+    """Column mapping for hf sources, e.g. 'question=problem,answer=solution,cot=rationale'."""
+    hf_split: str = "train"
+    """Split to read from a Hugging Face dataset name."""
+
+    CHOICES = {"data_format": ("auto", "gsm8k", "reft", "hf")}
+
+
+@dataclass(frozen=True)
+class DataArgs(SourceArgs):
     """Where the data comes from and how it is read (shared by every stage)."""
 
     cot: str = "nl"
@@ -47,12 +61,6 @@ class DataArgs(Checked):
     """Answer type: numeric (compare numbers with tolerance 1e-2) or mc (multiple-choice letter a-e)."""
     answer_parser: str = "default"
     """How answers are read, by the reward and every eval metric alike: default (the ReFT release's rule, float() of the text after the last 'Therefore, the answer is: ' line, plus its data's '<203>.' form), release (exactly the release's rule) or lenient (also '$18', '1,000', '18 dollars'). See docs/answers.md."""
-    data_format: str = "auto"
-    """How to read data files: auto, gsm8k (original JSON lines), reft (ReFT JSON array), hf (any datasets source)."""
-    columns: str = ""
-    """Column mapping for hf sources, e.g. 'question=problem,answer=solution,cot=rationale'."""
-    hf_split: str = "train"
-    """Split to read from a Hugging Face dataset name."""
     template: str = PROMPT_TEMPLATE
     """Prompt template; must contain {question}."""
     max_examples: int = 0
@@ -70,7 +78,6 @@ class DataArgs(Checked):
         "cot": COTS,
         "task": TASKS,
         "answer_parser": tuple(PARSERS),
-        "data_format": ("auto", "gsm8k", "reft", "hf"),
         "dtype": ("auto", "float32", "bfloat16", "float16"),
     }
     BOUNDS = {

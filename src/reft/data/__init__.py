@@ -18,16 +18,15 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from reft.answers import parse_number, strip_answer_sentence
+from reft.answers import COTS, TASKS, parse_number, strip_answer_sentence
+from reft.config import SourceArgs
 from reft.data import gsm8k, hf, reft_json
 from reft.data.records import Example
 from reft.errors import UserError, where
 
 __all__ = ["Example", "detect_format", "load_examples", "read_source"]
 
-FORMATS = ("auto", "gsm8k", "reft", "hf")
-TASKS = ("numeric", "mc")
-COTS = ("nl", "python")
+FORMATS = SourceArgs.CHOICES["data_format"]
 _CONVERTERS = {
     "gsm8k": gsm8k.examples_from_rows,
     "reft": reft_json.examples_from_rows,

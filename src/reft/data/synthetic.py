@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reft.answers import COTS
 from reft.data.families import FAMILIES, HE, LEVEL_FAMILIES, WORDS, Family, Step
 from reft.data.records import Example
 from reft.errors import UserError
 from reft.runtime.io import write_atomic
 
 SPLITS = ("train", "test")
-COT_STYLES = ("nl", "python")
+COT_STYLES = COTS
 ANSWER_SENTENCE = "\nTherefore, the answer is: "
 MAX_VALUE = 1000  # every intermediate result and answer is a positive integer below this
 LEVELS = {"standard": (MAX_VALUE, 1000), "easy": (100, 9), "tiny": (30, 9), "paths": (30, 1000),

@@ -115,6 +115,9 @@ def load_reranker(path: str):
 
 
 def run_eval(cfg: EvalConfig) -> dict:
+    from reft.rollout.samples_file import check_writable
+
+    check_writable(Path(cfg.out) / "eval.json")  # before torch, the data and the model load
     from reft.data import load_examples
     from reft.models.loading import ensure_pad_token, load_model, load_tokenizer, token_ids
     from reft.runtime.checkpoint import require

@@ -67,9 +67,11 @@ def resolve_dtype(name: str | torch.dtype, device: str | torch.device | None = N
 
 @contextlib.contextmanager
 def quiet_saves():
-    """Hide transformers' own progress bars (``save_pretrained``'s "Writing model shards",
-    shown by transformers 5 even for a one-file model) inside the block; the previous
-    setting comes back afterwards.
+    """Hide transformers' own progress bars inside the block: ``save_pretrained``'s "Writing
+    model shards" and ``from_pretrained``'s "Loading weights", which transformers 5 shows
+    even for a one-file model on every save and load. The previous setting comes back
+    afterwards. reft's own saves and loads (``load_model`` and the other loaders here,
+    the training savers, ``reft model init``) all run inside it.
 
     Only transformers' switch is turned: ``transformers.utils.logging.disable_progress_bar()``
     would also turn off, and ``enable_progress_bar()`` turn back on, the hub's download bars
@@ -243,6 +245,7 @@ def is_reft_tiny(model_or_path: Any) -> bool:
     return bool(getattr(config, TINY_MARK, False))
 
 
+@quiet_saves()
 def _load(what: str, loader: Callable[..., Any], name_or_path: str | Path,
           markers: tuple[str, ...], **kwargs: Any) -> Any:
     """Run ``loader`` on a local directory or a hub id; every failure is a one-line UserError."""

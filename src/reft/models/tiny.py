@@ -21,9 +21,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from reft.answers import ANSWER_TRIGGER
+from reft.answers import ANSWER_TRIGGER, COTS
 from reft.errors import UserError
-from reft.models.loading import TINY_MARK
+from reft.models.loading import TINY_MARK, quiet_saves
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0, 1, 2, 3
@@ -86,7 +86,7 @@ def synthetic_texts(n: int = 1000, seed: int = 0) -> list[str]:
     from reft.data import synthetic
 
     texts: list[str] = []
-    for cot in ("nl", "python"):
+    for cot in COTS:
         texts.extend(_example_texts(synthetic.generate(n, seed=seed, split="train", cot=cot)))
     return texts
 
@@ -185,7 +185,8 @@ def _save_atomically(out: Path, model, tokenizer) -> None:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp)
+        with quiet_saves():
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         check_out(out)  # another process may have filled it meanwhile
         os.replace(tmp, out)  # replaces an empty directory atomically on POSIX

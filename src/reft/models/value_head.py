@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from reft.errors import UserError
 from reft.models.batching import positions
-from reft.models.loading import load_model
+from reft.models.loading import load_model, quiet_saves
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -75,7 +75,8 @@ class _ValueModel(nn.Module):
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        self.lm.save_pretrained(directory, **kwargs)
+        with quiet_saves():
+            self.lm.save_pretrained(directory, **kwargs)
         state = {k: v.detach().float().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
         save_file(state, str(directory / VALUE_HEAD_FILE))
 

@@ -20,7 +20,9 @@ from reft.config import (
     SampleConfig,
     SelfTrainConfig,
     SFTConfig,
+    SourceArgs,
 )
+from reft.config.checks import COUNT0
 from reft.configio import groups, leaves, make_config, read_yaml, to_dict
 from reft.errors import UserError
 
@@ -56,19 +58,13 @@ class RunArgs:
 
 
 @dataclass(frozen=True)
-class DataSpec:
-    """The ``data:`` section."""
+class DataSpec(SourceArgs):
+    """The ``data:`` section (``hf_split``: the split used for training)."""
 
     train_file: str = ""
     """Training data: a file or Hugging Face dataset name (a YAML list of them is concatenated)."""
     test_file: str = ""
     """Test data: a file or Hugging Face dataset name."""
-    data_format: str = "auto"
-    """auto, gsm8k, reft or hf."""
-    columns: str = ""
-    """Column mapping for hf sources, e.g. 'question=problem,answer=solution'."""
-    hf_split: str = "train"
-    """Split of a Hugging Face dataset used for training."""
     test_split: str = "test"
     """Split of a Hugging Face dataset used for testing."""
     max_examples: int = 0
@@ -76,7 +72,7 @@ class DataSpec:
     max_test_examples: int = 0
     """Use only the first N test examples (0 = all)."""
 
-    CHOICES = {"data_format": DataArgs.CHOICES["data_format"]}
+    BOUNDS = {"max_examples": COUNT0, "max_test_examples": COUNT0}
 
 
 @dataclass(frozen=True)

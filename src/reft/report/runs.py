@@ -1,6 +1,6 @@
 """Recognising a run directory and loading what a report needs from it.
 
-Three layouts are understood:
+Three layouts are understood (and a folder of whole runs, one per seed: ``report.seeds``):
 
 * pipeline/demo: ``results.json`` (``methods``, ``n_test``, ``k``, ``seed``, ``wall_s``,
   optional ``stages``) and one training run directory per stage;
@@ -53,6 +53,8 @@ class Stage:
     config: dict = field(default_factory=dict)
     eval: dict | None = None
     wall_s: float | None = None
+    seed: object = None
+    """The seed of the run the stage belongs to, in a report over several seeds."""
 
 
 @dataclass
@@ -61,12 +63,14 @@ class Run:
 
     path: Path
     kind: str
-    """"pipeline", "training" or "eval"."""
+    """"pipeline", "training", "eval" or "seeds" (several runs, ``report.seeds``)."""
     results: dict
     """Shaped like a pipeline's results.json: ``methods`` plus ``n_test``/``k``/``seed``/``wall_s``."""
     stages: list[Stage] = field(default_factory=list)
     settings: dict[str, dict[str, str]] = field(default_factory=dict)
     """Section title -> flat ``key: value`` strings."""
+    seed_runs: list[Run] = field(default_factory=list)
+    """For kind "seeds" (``reft.report.seeds``): the runs, one per seed."""
 
 
 def load_stage(path: Path, name: str | None = None) -> Stage:

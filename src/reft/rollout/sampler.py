@@ -9,7 +9,8 @@ Where the time goes on a small model, and what this loop does about it (measured
 ``benchmarks/generation.py``):
 
 * the KV cache is written in place into buffers sized for prompt + completion, instead
-  of ``DynamicCache``'s ``torch.cat`` that copies the whole cache at every token;
+  of ``DynamicCache``'s ``torch.cat`` that copies the whole cache at every token
+  (``kv_cache``);
 * finished rows are dropped once they are a sizeable part of the batch
   (``COMPACT_FRACTION``), not one by one: each drop copies the whole cache;
 * the prefill computes logits for the last prompt position only;
@@ -20,18 +21,30 @@ With ``seeds`` (one per prompt), the noise ``E`` of a row is a hash of (prompt s
 index, step, token id) instead of a draw from the global RNG: a completion then depends
 only on its own prompt and seed, not on which batch, process or device sampled it, so N
 processes sample what one process would.
+
+Asked (``return_logprobs``, ``return_hidden``), the loop also keeps what it computed anyway:
+each sampled token's log-prob under the distribution it was drawn from, and the last hidden
+state at the position that predicted it (a pre-hook on the LM head; what a shared value head
+reads), so PPO's old log-probs and values need no second forward. The tokens drawn are the
+same either way.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+
+from reft.rollout.kv_cache import (  # noqa: F401  (_cache_param: re-exported for tests)
+    _cache_kwarg,
+    _cache_param,
+    _new_cache,
+    _prefill_kwargs,
+    _unwrap,
+)
 
 COMPACT_FRACTION = 0.25
 """Drop finished rows once they are at least this fraction of the rows in the batch."""
@@ -48,6 +61,14 @@ class Generations:
     """Decoded completions without special tokens."""
     truncated: list[bool]
     """True when the length limit was hit before EOS."""
+    logprobs: list[list[float]] | None = None
+    """With ``generate(..., return_logprobs=True)``: per completion, the log-probability of
+    each generated token (aligned with ``completion_ids``) under the distribution it was
+    drawn from, ``log_softmax(logits / T)``; ``log_softmax(logits)`` when greedy or T = 0."""
+    hidden: list[torch.Tensor] | None = None
+    """With ``return_hidden=True``: per completion a (len, H) tensor on the model's device,
+    row t the last hidden state (the LM head's input, what a value head reads) at the
+    position that predicts token t."""
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,138 +150,97 @@ def _vocab_keys(vocab_size: int, device: torch.device) -> torch.Tensor:
     return _hash32(torch.arange(vocab_size, device=device) + 0x9E3779B9)
 
 
-try:  # transformers >= 4.56 builds caches from per-layer objects
-    from transformers.cache_utils import DynamicLayer
-except ImportError:  # older: keep the plain DynamicCache
-    DynamicLayer = None
+@dataclass
+class SampledBatch:
+    """``decode_batch``'s result, in prompt order."""
 
-if DynamicLayer is not None:
-
-    class _BufferLayer(DynamicLayer):
-        """A ``DynamicLayer`` whose keys/values are views of buffers with room for ``capacity``
-        positions: a new token is written in place instead of concatenated to a copy."""
-
-        def __init__(self, capacity: int):
-            super().__init__()
-            self.capacity, self.length = capacity, 0
-
-        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            self.dtype, self.device = key_states.dtype, key_states.device
-            self._keys = key_states.new_empty((*key_states.shape[:2], self.capacity, key_states.shape[3]))
-            self._values = value_states.new_empty((*value_states.shape[:2], self.capacity,
-                                                   value_states.shape[3]))
-            self.is_initialized = True
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
-            if end > self.capacity:
-                raise RuntimeError(f"KV buffer of {self.capacity} positions overflowed")
-            self._keys[:, :, self.length : end].copy_(key_states)
-            self._values[:, :, self.length : end].copy_(value_states)
-            self.length = end
-            self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
-            if self.is_initialized:
-                self._keys, self._values = self._keys[indices], self._values[indices]
-                self.keys = self._keys[:, :, : self.length]
-                self.values = self._values[:, :, : self.length]
+    ids: list[list[int]]
+    """The new ids of each completion, EOS included."""
+    logprobs: list[list[float]] | None = None
+    """With ``return_logprobs``: see ``Generations.logprobs``."""
+    hidden: list[torch.Tensor] | None = None
+    """With ``return_hidden``: see ``Generations.hidden``."""
 
 
-def _new_cache(capacity: int) -> DynamicCache:
-    """A DynamicCache whose attention layers preallocate ``capacity`` positions when possible."""
-    cache = DynamicCache()
-    if DynamicLayer is not None and getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
-        cache.layer_class_to_replicate = functools.partial(_BufferLayer, capacity)
-    return cache
+def _token_logprobs(logits: torch.Tensor, tok: torch.Tensor, temperature: float,
+                    greedy: bool) -> torch.Tensor:
+    """(B,) float32 ``log_softmax(logits / T)[tok]`` (``log_softmax(logits)`` when greedy)."""
+    scaled = logits.float()
+    if not (greedy or temperature <= 0):
+        scaled = scaled / temperature
+    return scaled.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
 
 
-@functools.cache
-def _takes_logits_to_keep(forward) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        return False
+class _Taps:
+    """What the decode loop keeps besides the ids: each token's log-prob, and the LM head's
+    input (the last hidden state) at the position that predicted it, read by a forward
+    pre-hook on the LM head: (B, H) per step, no other layer's states kept."""
+
+    def __init__(self, model, n: int, steps: int, device: torch.device, logprobs: bool,
+                 hidden: bool):
+        self.n, self.steps, self.last, self.hidden, self.handle = n, steps, None, None, None
+        self.lp = torch.zeros((n, steps), dtype=torch.float32, device=device) if logprobs else None
+        if hidden:
+            head = _unwrap(model).get_output_embeddings()
+            if head is None:
+                raise ValueError("return_hidden needs a model with an LM head (get_output_embeddings)")
+            self.handle = head.register_forward_pre_hook(self._keep, with_kwargs=True)
+
+    def _keep(self, module, args, kwargs) -> None:
+        x = args[0] if args else next(iter(kwargs.values()))
+        self.last = x[:, -1].detach()
+
+    def record(self, rows: torch.Tensor, t: int, logits: torch.Tensor, tok: torch.Tensor,
+               temperature: float, greedy: bool) -> None:
+        """Step ``t``'s outputs of the batch rows, ``rows`` their prompt indices."""
+        if self.lp is not None:
+            self.lp[rows, t] = _token_logprobs(logits, tok, temperature, greedy)
+        if self.handle is not None:
+            if self.hidden is None:
+                self.hidden = self.last.new_zeros((self.n, self.steps, self.last.size(-1)))
+            self.hidden[rows, t] = self.last
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+    def result(self, ids: list[list[int]]) -> SampledBatch:
+        lp = None if self.lp is None else [r[: len(c)] for r, c in zip(self.lp.tolist(), ids, strict=True)]
+        # copies: views would keep the whole (B, max_new_tokens, H) buffer alive
+        hidden = None if self.hidden is None else [h[: len(c)].clone() for h, c in zip(self.hidden, ids, strict=True)]
+        return SampledBatch(ids, lp, hidden)
 
 
-@functools.cache
-def _cache_param(forward) -> str:
-    """The keyword under which ``forward`` takes the KV cache: ``cache`` where its signature
-    names it (transformers 5.x, which deprecates ``past_key_values`` with a FutureWarning on
-    every call), else ``past_key_values`` (transformers 4.x, and forwards that only take
-    ``**kwargs``; 5.x still accepts the old name)."""
-    try:
-        params = inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _cache_kwarg(model) -> str:
-    """``_cache_param`` of the transformers model under peft, DDP or FSDP wrappers (whose own
-    forwards pass ``**kwargs`` through unchanged)."""
-    for _ in range(8):
-        if hasattr(model, "get_base_model"):
-            model = model.get_base_model()
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        else:
-            break
-    return _cache_param(type(model).forward)
-
-
-def _prefill_kwargs(model) -> dict:
-    """``logits_to_keep=1`` where the model supports it: only the last prompt position's
-    logits are needed, and (B, P, vocab) logits are the largest tensor of a prefill."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return {"logits_to_keep": 1} if _takes_logits_to_keep(type(base).forward) else {}
-
-
-@torch.no_grad()
-def sample_batch(
-    model,
-    prompt_ids: list[list[int]],
-    *,
-    max_new_tokens: int,
-    eos_id: int,
-    pad_id: int,
-    temperature: float = 1.0,
-    greedy: bool = False,
-    row_keys: torch.Tensor | None = None,
-    all_done: Callable[[bool], bool] | None = None,
-) -> list[list[int]]:
-    """Generate one completion per prompt; returns the new ids of each (EOS included).
-
-    ``row_keys`` (B,): per-row noise keys (see ``generate``'s ``seeds``); None draws from
-    the global torch RNG. ``all_done(local_done)``: whether every process has finished
-    (see ``generate``); a process that finished first keeps stepping until then.
-    """
-    device = next(model.parameters()).device
+def _prefill(model, prompt_ids: list[list[int]], max_new_tokens: int, pad_id: int, device):
+    """Runs the left-padded prompts through ``model``: (last-position logits (B, V), the
+    cache keyword arguments, the (B, P + max_new_tokens) mask of every step, the next
+    position of each row)."""
     ids, mask = left_pad(prompt_ids, pad_id)
     n, width = ids.shape
     # the mask for every step at once; step t passes a prefix of it
     mask = torch.cat([mask, mask.new_ones((n, max_new_tokens))], dim=1).to(device)
-    ids = ids.to(device)
     pos = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
-    cache = _new_cache(width + max_new_tokens)
-    cache_kw = {_cache_kwarg(model): cache}
-    logits = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=pos,
+    cache_kw = {_cache_kwarg(model): _new_cache(width + max_new_tokens)}
+    logits = model(input_ids=ids.to(device), attention_mask=mask[:, :width], position_ids=pos,
                    use_cache=True, **cache_kw, **_prefill_kwargs(model)).logits[:, -1]
+    return logits, cache_kw, mask, pos[:, -1] + 1
+
+
+def _decode(model, prompt_ids, taps: _Taps, *, max_new_tokens, eos_id, pad_id, temperature,
+            greedy, row_keys, all_done) -> list[list[int]]:
+    """``decode_batch``'s loop; per-token outputs go to ``taps``."""
+    device = next(model.parameters()).device
+    logits, cache_kw, mask, next_pos = _prefill(model, prompt_ids, max_new_tokens, pad_id, device)
+    n, width = len(prompt_ids), mask.size(1) - max_new_tokens
     out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_new_tokens, dtype=torch.long, device=device)
     alive = torch.arange(n, device=device)  # batch row -> prompt index
     finished = torch.zeros(n, dtype=torch.bool, device=device)  # ended, still in the batch
-    next_pos = pos[:, -1] + 1
     keys = row_keys.to(device) if row_keys is not None else None
     for t in range(max_new_tokens):
         tok = _next_token(logits, temperature, greedy, None if keys is None else _step_keys(keys, t))
         out[alive, t] = tok  # rows that ended earlier write past their length: ignored
+        taps.record(alive, t, logits, tok, temperature, greedy)
         ended = (tok == eos_id) & ~finished
         if ended.any():
             lengths[alive[ended]] = t + 1
@@ -271,7 +251,7 @@ def sample_batch(
                     break
             elif n_finished >= COMPACT_FRACTION * finished.numel():
                 keep = (~finished).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
+                next(iter(cache_kw.values())).batch_select_indices(keep)
                 alive, tok, mask, next_pos = alive[keep], tok[keep], mask[keep], next_pos[keep]
                 finished = finished[keep]
                 keys = keys[keep] if keys is not None else None
@@ -282,6 +262,36 @@ def sample_batch(
         next_pos = next_pos + 1
     out, lengths = out.tolist(), lengths.tolist()
     return [row[:n_] for row, n_ in zip(out, lengths, strict=True)]
+
+
+@torch.no_grad()
+def decode_batch(model, prompt_ids: list[list[int]], *, max_new_tokens: int, eos_id: int,
+                 pad_id: int, temperature: float = 1.0, greedy: bool = False,
+                 row_keys: torch.Tensor | None = None,
+                 all_done: Callable[[bool], bool] | None = None, return_logprobs: bool = False,
+                 return_hidden: bool = False) -> SampledBatch:
+    """Generate one completion per prompt: the new ids of each (EOS included) and, when asked,
+    each token's log-prob and last hidden state (see ``Generations``); the ids are the same
+    with and without them.
+
+    ``row_keys`` (B,): per-row noise keys (see ``generate``'s ``seeds``); None draws from
+    the global torch RNG. ``all_done(local_done)``: whether every process has finished
+    (see ``generate``); a process that finished first keeps stepping until then.
+    """
+    taps = _Taps(model, len(prompt_ids), max_new_tokens, next(model.parameters()).device,
+                 return_logprobs, return_hidden)
+    try:
+        ids = _decode(model, prompt_ids, taps, max_new_tokens=max_new_tokens, eos_id=eos_id,
+                      pad_id=pad_id, temperature=temperature, greedy=greedy, row_keys=row_keys,
+                      all_done=all_done)
+    finally:
+        taps.remove()
+    return taps.result(ids)
+
+
+def sample_batch(model, prompt_ids: list[list[int]], **kw) -> list[list[int]]:
+    """``decode_batch(model, prompt_ids, **kw).ids``: the new ids of each prompt."""
+    return decode_batch(model, prompt_ids, **kw).ids
 
 
 def generate(
@@ -297,6 +307,8 @@ def generate(
     progress: bool = False,
     seeds: list[int] | None = None,
     all_done: Callable[[bool], bool] | None = None,
+    return_logprobs: bool = False,
+    return_hidden: bool = False,
 ) -> Generations:
     """Sample ``num_samples`` completions for each prompt, batched by prompt length.
 
@@ -308,6 +320,9 @@ def generate(
     collective, so all processes must make the same number: pass a function telling
     whether every process has finished (an all-reduce), and the same number of prompts
     on each process.
+
+    ``return_logprobs`` / ``return_hidden``: also return each sampled token's log-prob /
+    last hidden state (``Generations.logprobs`` / ``.hidden``); the samples are the same.
     """
     if seeds is not None and len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
@@ -316,7 +331,6 @@ def generate(
     encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
     rows = [p for p in encoded for _ in range(num_samples)]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    completions: list[list[int]] = [[] for _ in rows]
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
@@ -324,13 +338,19 @@ def generate(
 
         batches = tqdm(batches, desc="sampling", dynamic_ncols=True, leave=False)
     keys = _row_keys(seeds, num_samples) if seeds is not None and not greedy else None
+    done = [SampledBatch([])] * len(rows)  # row -> its batch's result, and its index there
+    where = [0] * len(rows)
     for idx in batches:
-        new = sample_batch(model, [rows[i] for i in idx], max_new_tokens=max_new_tokens,
+        res = decode_batch(model, [rows[i] for i in idx], max_new_tokens=max_new_tokens,
                            eos_id=eos, pad_id=pad, temperature=temperature, greedy=greedy,
-                           row_keys=None if keys is None else keys[idx], all_done=all_done)
-        for i, c in zip(idx, new, strict=True):
-            completions[i] = c
+                           row_keys=None if keys is None else keys[idx], all_done=all_done,
+                           return_logprobs=return_logprobs, return_hidden=return_hidden)
+        for j, i in enumerate(idx):
+            done[i], where[i] = res, j
     model.train(was_training)
+    completions = [r.ids[j] for r, j in zip(done, where, strict=True)]
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     truncated = [not c or c[-1] != eos for c in completions]
-    return Generations(rows, completions, texts, truncated)
+    logprobs = [r.logprobs[j] for r, j in zip(done, where, strict=True)] if return_logprobs else None
+    hidden = [r.hidden[j] for r, j in zip(done, where, strict=True)] if return_hidden else None
+    return Generations(rows, completions, texts, truncated, logprobs, hidden)

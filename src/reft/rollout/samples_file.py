@@ -10,6 +10,7 @@ process would.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -43,8 +44,34 @@ def finished_ids(path: Path) -> set[str]:
     return done
 
 
+def check_writable(path: Path) -> None:
+    """A one-line error now, before any slow work, when ``path`` could not be written later:
+    a folder where the file goes or a file where a folder must be (``UserError``, exit
+    status 2), a folder this process may not write to (``CannotWrite``, exit status 1, as
+    ``runtime.io`` says when a write is refused). Creates nothing."""
+    from reft.runtime.io import cannot_write
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the folder that will hold it
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    target, mode = (path, os.W_OK) if path.exists() else (parent, os.W_OK | os.X_OK)
+    if not os.access(target, mode):
+        code = errno.EROFS if os.statvfs(parent).f_flag & os.ST_RDONLY else errno.EACCES
+        raise cannot_write(path, OSError(code, os.strerror(code)))
+
+
 def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=None, tokenizer=None) -> Path:
     """Sample to ``cfg.out``; call it on every process of a multi-process run."""
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; pass the JSON-lines file to write, "
+                        f"e.g. {out / 'samples.jsonl'}")
+    check_writable(out)  # before torch is imported and the data and model are loaded
     from tqdm.auto import tqdm
 
     from reft.rollout.sample import sample_records
@@ -70,7 +97,6 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
 
         tokenizer = ensure_pad_token(load_tokenizer(cfg.model, **token_ids(cfg)))
         model = load_model(cfg.model, dtype=cfg.dtype, device=state.device)
-    out = Path(cfg.out)
     done = _finished_ids_on_main(out, state)
     todo = [e for e in examples if e.id not in done]
     world, rank = state.num_processes, state.process_index
@@ -90,12 +116,23 @@ def run_sample(cfg: SampleConfig, examples: list[Example] | None = None, model=N
                 ranked = gather_object([(start + rank + world * i, r) for i, r in enumerate(recs)])
                 recs = [r for _, r in sorted(ranked, key=lambda x: x[0])]
             if state.is_main_process:
-                f.write("".join(json.dumps(rec) + "\n" for rec in recs))
-                f.flush()
-                os.fsync(f.fileno())
+                _append(f, out, recs)
             bar.update(len(part))
     state.wait_for_everyone()
     return out
+
+
+def _append(f, out: Path, recs: list[dict]) -> None:
+    """Write a chunk's records to the open samples file and sync them. A refused write (disk
+    full) is a one-line error; a torn last line it leaves is cut off by the next run."""
+    from reft.runtime.io import cannot_write
+
+    try:
+        f.write("".join(json.dumps(rec) + "\n" for rec in recs))
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        raise cannot_write(out, e) from None
 
 
 def _finished_ids_on_main(out: Path, state) -> set[str]:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from reft.sandbox.isolation import remove_tree
 from reft.sandbox.results import ProgramResult, check, loads
+from reft.sandbox.workers import default_workers
 
 _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
          "from reft.sandbox.executor import main; main(sys.argv[1:2])")
@@ -39,6 +40,9 @@ _GRACE_S = 5.0  # beyond a program's own timeout, before its executor counts as 
 _START_S = 120.0  # for an executor's first words (it may be importing sympy on a busy machine)
 _LOST = ProgramResult(None, "killed: executor")
 _UID_BASE = 0x40000000  # uids nobody uses: base + 256 * random + slot
+
+
+MAX_WORKERS = 256  # worker slots per executor: the uid block of a kind holds 256 (_UID_BASE)
 
 
 class _Lost(Exception):
@@ -184,7 +188,8 @@ class Sandbox:
 
     Start it early (the executors import their preloads once); use it as a context manager or
     call ``close()``; it is also closed at interpreter exit. Options set the limits of every
-    child: ``workers`` children at once (default: the usable CPUs), ``memory_mb`` of address
+    child: ``workers`` children at once (default: ``default_workers()``, this process's share of
+    the usable CPUs), ``memory_mb`` of address
     space beyond the preloaded interpreter, ``max_processes`` per child (with a uid of its own),
     ``file_size_mb`` per file written, ``open_files`` descriptors, ``max_chars`` of source.
     ``landlock``, ``network`` (a namespace without interfaces), ``drop_root`` (a uid per
@@ -198,9 +203,9 @@ class Sandbox:
                  max_processes: int = 32, file_size_mb: int = 16, open_files: int = 64,
                  max_chars: int = 100_000, landlock: bool = True, network: bool = True,
                  drop_root: bool = True, seccomp: bool = True, executor_user: int | None = None):
-        workers = workers or len(os.sched_getaffinity(0))
-        if not 1 <= workers <= 256:
-            raise ValueError(f"workers must be in 1..256, got {workers}")
+        workers = workers or default_workers()
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}, got {workers}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.timeout_s = float(timeout_s)

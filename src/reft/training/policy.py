@@ -54,6 +54,9 @@ def hf_saver(accelerator, model, tokenizer, merge: bool = False, prepared=None):
     first; the main process writes.
     """
 
+    from reft.models.loading import quiet_saves
+
+    @quiet_saves()  # no "Writing model shards" bar on every checkpoint
     def save(path: Path) -> None:
         from reft.runtime.checkpoint import full_state_dict
 

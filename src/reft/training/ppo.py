@@ -47,42 +47,45 @@ def train_ppo(cfg: PPOConfig, train: list[Example] | None = None,
               test: list[Example] | None = None) -> Path:
     """Run ReFT's RL stage; returns the final HF model directory."""
     run = setup_ppo(cfg, train, test)
-    acc = run.acc
-    loop = Loop(cfg, acc, run.run_dir, run.total, "ppo", run.saver)
-    if run.test and loop.step == 0:
-        loop.log.log(0, {"eval/top1": periodic_eval(run)})
+    with Loop(cfg, run.acc, run.run_dir, run.total, "ppo", run.saver, module=run.lm) as loop:
+        if run.test and loop.step == 0:
+            loop.log.log(0, {"eval/top1": periodic_eval(run)})
+        for gb in loop.global_batches(len(run.train), cfg.rollout_batch_size * run.acc.num_processes):
+            metrics = ppo_step(run, loop, gb)
+            due = run.test and cfg.eval_every and (loop.step + 1) % cfg.eval_every == 0
+            if due:
+                metrics["eval/top1"] = periodic_eval(run)
+            loop.step_done(metrics, log=loop.log_due() or bool(due),
+                           postfix={"reward": f"{metrics['reward/mean']:.3f}",
+                                    "kl": f"{metrics['policy/kl']:.3f}"})
+        if run.test and not (cfg.eval_every and run.total % cfg.eval_every == 0):
+            loop.log.log(loop.step, {"eval/top1": periodic_eval(run)})
+        loop.checkpoint()
+        return loop.finish(run.final_saver)
+
+
+def ppo_step(run: PPORun, loop: Loop, gb: list[int]) -> dict[str, float]:
+    """Steps 1-5 on the global batch of questions ``gb``; the step's metrics, checked
+    (``guard``)."""
+    cfg, acc = run.cfg, run.acc
     world, rank = acc.num_processes, acc.process_index
-    for gb in loop.global_batches(len(run.train), cfg.rollout_batch_size * world):
-        idx = shard(gb, rank, world, cfg.rollout_batch_size)
-        seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
-        batch = [run.train[j] for j in idx]
-        with acc.autocast():  # 1.-2. sample and score
-            scored = sample_and_score(run.lm, run.tokenizer, batch, cfg,
-                                      num_samples=cfg.samples_per_question, seeds=seeds,
-                                      all_done=all_done_fn(acc), partial=cfg.partial_reward)
-        loop.record(sample=scored.sample_s, score=scored.score_s)
-        with loop.phase("forward"):  # 3. old and reference log-probs, values
-            seqs, old_logprobs, ref_logprobs, values = rollout_forward(run, scored)
-        with loop.phase("advantages"):  # 4. KL-shaped rewards, GAE, whitening
-            exp, metrics = make_experience(seqs, scored, old_logprobs, ref_logprobs, values, cfg, acc)
-        with loop.phase("update"):  # 5. clipped policy and value losses
-            try:
-                metrics.update(ppo_update(run.ac, run.opt, exp, cfg, acc))
-            except TrainingError as e:
-                raise TrainingError(f"step {loop.step + 1}: {e}; {loop.last_good()}") from None
-        metrics.update(rollout_stats(exp, acc))
-        _guard(metrics, loop, cfg)
-        due = run.test and cfg.eval_every and (loop.step + 1) % cfg.eval_every == 0
-        if due:
-            metrics["eval/top1"] = periodic_eval(run)
-        loop.step_done(metrics, log=loop.log_due() or bool(due),
-                       postfix={"reward": f"{metrics['reward/mean']:.3f}", "kl": f"{metrics['policy/kl']:.3f}"})
-        if loop.step % cfg.save_every == 0 and loop.step < run.total:
-            loop.save()
-    if run.test and not (cfg.eval_every and run.total % cfg.eval_every == 0):
-        loop.log.log(loop.step, {"eval/top1": periodic_eval(run)})
-    loop.save()
-    return loop.finish(run.final_saver)
+    idx = shard(gb, rank, world, cfg.rollout_batch_size)
+    seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
+    batch = [run.train[j] for j in idx]
+    with acc.autocast():  # 1.-2. sample and score
+        scored = sample_and_score(run.lm, run.tokenizer, batch, cfg,
+                                  num_samples=cfg.samples_per_question, seeds=seeds,
+                                  all_done=all_done_fn(acc), partial=cfg.partial_reward)
+    loop.record(sample=scored.sample_s, score=scored.score_s)
+    with loop.phase("forward"):  # 3. old and reference log-probs, values
+        seqs, old_logprobs, ref_logprobs, values = rollout_forward(run, scored)
+    with loop.phase("advantages"):  # 4. KL-shaped rewards, GAE, whitening
+        exp, metrics = make_experience(seqs, scored, old_logprobs, ref_logprobs, values, cfg, acc)
+    with loop.phase("update"):  # 5. clipped policy and value losses
+        metrics.update(ppo_update(run.ac, run.opt, exp, cfg, acc, loop))
+    metrics.update(rollout_stats(exp, acc))
+    guard(metrics, loop, cfg)
+    return metrics
 
 
 @torch.no_grad()
@@ -125,25 +128,35 @@ def make_experience(seqs: Sequences, scored: Scored, old_logprobs, ref_logprobs,
     return exp, {"policy/kl": kl_mean}
 
 
-def ppo_update(ac, opt, r: Experience, cfg: PPOConfig, acc) -> dict[str, float]:
-    """ppo_epochs passes over shuffled mini-batches; the mean of each statistic."""
+def ppo_update(ac, opt, r: Experience, cfg: PPOConfig, acc, loop: Loop | None = None
+               ) -> dict[str, float]:
+    """ppo_epochs passes over shuffled mini-batches; the mean of each statistic over the
+    mini-batches whose step was taken. With ``loop`` a mini-batch whose loss or gradients
+    are not finite is skipped (``Loop.skipped``); without, a non-finite loss raises."""
     sums: dict[str, float] = {}
     n = 0
     dropout_off(ac)  # the release's model.eval(): rollout and update forwards agree exactly
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(len(r), device=r.input_ids.device)
         for i in range(0, len(r), cfg.mini_batch_size):
-            stats = _minibatch_step(ac, opt, r.select(perm[i : i + cfg.mini_batch_size]), cfg, acc)
+            stats = _minibatch_step(ac, opt, r.select(perm[i : i + cfg.mini_batch_size]), cfg,
+                                    acc, loop)
+            if stats is None:  # skipped, on every process alike
+                continue
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
+    if not n:
+        return {}
     keys = sorted(sums)
     means = acc.reduce(torch.tensor([sums[k] / max(n, 1) for k in keys], device=acc.device), "mean")
     return dict(zip(keys, means.tolist(), strict=True))
 
 
-def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc) -> dict:
-    """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss)."""
+def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc,
+                    loop: Loop | None = None) -> dict | None:
+    """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss).
+    None when the step was skipped (non-finite loss or gradients, ``loop`` given)."""
     logits, values = ac(**mb.model_inputs())
     logits = logits / cfg.sampling.temperature
     logprobs = logprobs_from_logits(logits, mb.responses)
@@ -161,14 +174,23 @@ def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc) -> dict:
     # every process must see a bad loss, or the others would wait in backward for ever
     n_units = agg_count(mb.response_mask, cfg.loss_agg)  # tokens or sequences
     flags = acc.reduce(torch.stack([torch.isfinite(loss.detach()).float(), n_units]), "sum")
-    if flags[0].item() < acc.num_processes:
-        raise TrainingError(f"non-finite loss in the PPO update ({_describe(loss, stats)})")
+    if flags[0].item() < acc.num_processes:  # no backward pass: skip the step, or stop
+        reason = f"non-finite loss in the PPO update ({_describe(loss, stats)})"
+        if loop is None:
+            raise TrainingError(reason)
+        opt.zero_grad(set_to_none=True)
+        loop.skipped(reason)
+        return None
     # the losses are means over this process's units (tokens or sequences): weighted by its
     # share of the global mini-batch's units, DDP's gradient average is the global aggregate
     acc.backward(loss * process_weight(n_units, flags[1], acc.num_processes))
-    acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    if loop is not None:
+        if not loop.apply_update(ac.parameters(), opt):
+            return None
+    else:
+        acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     with torch.no_grad():
         stats["policy/entropy"] = masked_mean(entropy_from_logits(logits), mb.response_mask)
     return stats
@@ -208,8 +230,18 @@ GUARD_IGNORES = ("value/explained_variance",)
 """Metrics allowed to be NaN: explained variance is, by definition, when the returns do not vary."""
 
 
-def _guard(metrics: dict[str, float], loop: Loop, cfg: PPOConfig) -> None:
+def guard(metrics: dict[str, float], loop: Loop, cfg: PPOConfig) -> None:
+    """Stop the run (``TrainingError``, naming the rule, the value and the last good
+    checkpoint) on a non-finite metric, a mean per-sequence KL to the reference above
+    ``--kl-stop`` (diverged) or a policy entropy below ``--entropy-stop`` (collapsed); warn
+    above ``--kl-warn``."""
     loop.check_finite(metrics, ignore=GUARD_IGNORES)
-    if metrics["policy/kl"] > cfg.kl_warn:
-        tqdm.write(f"warning: KL to the reference is {metrics['policy/kl']:.2f} (> --kl-warn {cfg.kl_warn})")
-
+    kl, entropy, step = metrics["policy/kl"], metrics.get("policy/entropy"), loop.step + 1
+    if cfg.kl_stop and kl > cfg.kl_stop:
+        raise TrainingError(f"step {step}: diverged: policy/kl {kl:.4g} > --kl-stop {cfg.kl_stop:g}; "
+                            f"{loop.last_good()}")
+    if cfg.entropy_stop and entropy is not None and entropy < cfg.entropy_stop:
+        raise TrainingError(f"step {step}: collapsed: policy/entropy {entropy:.4g} < --entropy-stop "
+                            f"{cfg.entropy_stop:g}; {loop.last_good()}")
+    if kl > cfg.kl_warn:
+        tqdm.write(f"warning: KL to the reference is {kl:.2f} (> --kl-warn {cfg.kl_warn})")

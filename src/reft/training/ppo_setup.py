@@ -115,14 +115,17 @@ def final_saver(acc, ac, lm, tokenizer):
 
 
 def _save_critic(acc, ac, critic, directory: Path) -> None:
+    from reft.models.loading import quiet_saves
+
     state = full_state_dict(acc, ac, critic)  # every process: may be collective
     if not acc.is_main_process:
         return
     if state is None:
-        critic.save_pretrained(directory)
+        critic.save_pretrained(directory)  # quiet itself
     else:
-        critic.lm.save_pretrained(directory, state_dict={
-            k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
+        with quiet_saves():
+            critic.lm.save_pretrained(directory, state_dict={
+                k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")})
         _save_head({k[len("value_head."):]: v for k, v in state.items()
                     if k.startswith("value_head.")}, directory)
 

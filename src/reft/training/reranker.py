@@ -113,34 +113,34 @@ def train_reranker(cfg: RerankerConfig, records: list[dict] | None = None) -> Pa
         if positive_frac in (0.0, 1.0):
             print("reranker: warning: every sample has the same label, so the scores cannot rank")
     global_batch = cfg.batch_size * acc.num_processes
-    total = total_steps(len(rows), global_batch, cfg.epochs)
+    total = total_steps(len(rows), global_batch, cfg.epochs, cfg.max_steps)
     opt = adamw(model.parameters(), lr=resolve_lr(cfg, model, real_default=1e-5),
                 weight_decay=cfg.weight_decay)
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     model, opt, sched = acc.prepare(model, opt, sched)
-    loop = Loop(cfg, acc, run_dir, total, "reranker", hf_saver(acc, model, tokenizer))
     target = torch.tensor(labels)
     window = torch.zeros(3, device=acc.device)  # summed loss, right answers, samples
     model.train()
-    on_epoch_end = lambda: loop.save(f"epoch-{loop.state.epoch}")  # noqa: E731
-    for gb in loop.global_batches(len(rows), global_batch, on_epoch_end):
-        window += _bce_step(model, opt, sched, rows, target, gb, cfg, acc, tokenizer.pad_token_id)
-        metrics, postfix = {}, None
-        if loop.log_due():
-            loss_sum, right, n = acc.reduce(window, "sum").tolist()
-            window.zero_()
-            loop.check_finite({"loss/bce": loss_sum})
-            metrics = {"loss/bce": loss_sum / n, "train/accuracy": right / n,
-                       "data/positive_frac": positive_frac, "optim/lr": sched.get_last_lr()[0]}
-            postfix = {"loss": f"{loss_sum / n:.3f}", "acc": f"{right / n:.2f}"}
-        loop.step_done(metrics, postfix=postfix)
-    return loop.finish(hf_saver(acc, model, tokenizer, merge=True))
+    with Loop(cfg, acc, run_dir, total, "reranker", hf_saver(acc, model, tokenizer), module=model,
+              epoch_saves=True) as loop:
+        for gb in loop.global_batches(len(rows), global_batch):
+            window += _bce_step(model, opt, sched, rows, target, gb, cfg, acc,
+                                tokenizer.pad_token_id, loop)
+            metrics, postfix = {}, None
+            if loop.log_due():
+                loss_sum, right, n = acc.reduce(window, "sum").tolist()
+                window.zero_()
+                metrics = {"loss/bce": loss_sum / n, "train/accuracy": right / n,
+                           "data/positive_frac": positive_frac, "optim/lr": sched.get_last_lr()[0]}
+                postfix = {"loss": f"{loss_sum / n:.3f}", "acc": f"{right / n:.2f}"}
+            loop.step_done(metrics, postfix=postfix)
+        return loop.finish(hf_saver(acc, model, tokenizer, merge=True))
 
 
 def _bce_step(model, opt, sched, rows, target, gb: list[int], cfg: RerankerConfig, acc,
-              pad: int) -> torch.Tensor:
+              pad: int, loop: Loop) -> torch.Tensor:
     """One optimizer step on a global batch; this process's (summed loss, right, samples)."""
     world, rank = acc.num_processes, acc.process_index
     # 1. this process's slice; one without data joins the all-reduce with a zero loss
@@ -151,11 +151,8 @@ def _bce_step(model, opt, sched, rows, target, gb: list[int], cfg: RerankerConfi
     # 2. BCE summed here, divided by the global batch (DDP averages over processes)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum")
     acc.backward(bce * (world / len(gb) if mine else 0.0))
-    # 3. clip, step
-    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    opt.step()
-    sched.step()
-    opt.zero_grad(set_to_none=True)
+    # 3. clip, step (a step whose gradients are not finite is skipped)
+    loop.apply_update(model.parameters(), opt, sched)
     if not mine:
         return torch.zeros(3, device=acc.device)
     return torch.stack([bce.detach(), ((logits.detach() > 0) == (y > 0.5)).sum(),

@@ -22,10 +22,7 @@ from reft.data.records import Example
 from reft.errors import UserError
 from reft.rollout import sample as sampling
 from reft.rollout.sampler import question_seed
-from reft.runtime.checkpoint import (
-    prepare_run_dir,
-    require,
-)
+from reft.runtime.checkpoint import check_run_dir, prepare_run_dir, require
 from reft.runtime.dist import all_done_fn, dist_state, setup_threads, shards_params, zero_stage
 from reft.runtime.precision import adamw, make_accelerator
 from reft.training.loop import Loop, load_train_examples, total_steps
@@ -97,10 +94,10 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     Everything goes in ``--out`` as in any training run (so ``OUT/final`` is the model
     for both modes), plus ``samples.jsonl``, which a rerun continues rather than redoes.
     """
-    from reft.configio import save_config
     from reft.rollout.samples_file import run_sample
     from reft.training.sft import train_sft
 
+    check_run_dir(cfg)  # before samples.jsonl is written: --resume checks the checkpoint
     samples = Path(cfg.out) / "samples.jsonl"
     scfg = convert(cfg, SampleConfig, out=str(samples))
     from reft.models.loading import load_model, load_tokenizer, token_ids
@@ -114,10 +111,8 @@ def offline_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     extra = select_correct(records, examples, cfg.cot, cfg.max_per_question)
     if state.is_main_process:
         print(f"offline self-training: {len(extra)} correct distinct samples added to {len(examples)} examples")
-    final = train_sft(convert(cfg, SFTConfig), examples + extra)
-    if state.is_main_process:
-        save_config(cfg, Path(cfg.out) / "config.yaml")  # the self-training settings, not just SFT's
-    return final
+    # the checkpoints record (and config.yaml holds) the self-training settings, not just SFT's
+    return train_sft(convert(cfg, SFTConfig), examples + extra, run_cfg=cfg)
 
 
 ONLINE_LR = 3e-7
@@ -190,45 +185,40 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
     lm, opt = acc.prepare(lm, opt)
     world, rank = acc.num_processes, acc.process_index
     global_batch = cfg.rollout_batch_size * world
-    loop = Loop(cfg, acc, run_dir, total_steps(len(examples), global_batch, cfg.epochs, cfg.max_steps),
-                "online self-training", hf_saver(acc, lm, tok))
-    # with sharded parameters (FSDP) every forward pass gathers weights from all processes:
-    # sample through the prepared model (FSDP's own forward gathers the root's weights), in
-    # lock-step, with as many prompts on every process; else the plain model, no collectives
-    lockstep = shards_params(acc)
-    sampler, all_done = (lm if lockstep else acc.unwrap_model(lm)), all_done_fn(acc)
-    saved = [loop.step]
-
-    def on_epoch_end() -> None:
-        loop.save(f"epoch-{loop.state.epoch}")
-        saved[0] = loop.step
-
-    for gb in loop.global_batches(len(examples), global_batch, on_epoch_end):
-        idx, own = local_questions(gb, rank, world, cfg.rollout_batch_size, fill=lockstep)
-        batch = [examples[j] for j in idx]
-        t0 = time.perf_counter()
-        # 1. sample, each question seeded by (seed, step, question): a resumed run, or one
-        #    with another number of processes, draws what this one would
-        seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
-        records = sampling.sample_records(sampler, tok, batch, cfg, cfg.samples_per_question, seeds,
-                                 all_done=all_done)[:own] if batch else []
-        batch = batch[:own]
-        n = sum(len(r["samples"]) for r in records)
-        acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
-        # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
-        train = online_batch(records, batch, cfg)
-        terms = online_terms(train, cfg)
-        losses = [nll_step(lm, opt, tok, terms, cfg, acc) for _ in range(cfg.updates_per_batch)]
-        loop.step_done({"loss/nll": sum(losses) / len(losses), "reward/accuracy": acc_frac,
-                        "data/examples": len(train.samples) + len(train.gold),
-                        "time/step_s": time.perf_counter() - t0}, log=True)
-    if saved[0] != loop.step:
-        loop.save()
-    return loop.finish(hf_saver(acc, lm, tok, merge=True))
+    total = total_steps(len(examples), global_batch, cfg.epochs, cfg.max_steps)
+    with Loop(cfg, acc, run_dir, total, "online self-training", hf_saver(acc, lm, tok), module=lm,
+              epoch_saves=True) as loop:
+        # with sharded parameters (FSDP) every forward pass gathers weights from all processes:
+        # sample through the prepared model (FSDP's own forward gathers the root's weights), in
+        # lock-step, with as many prompts on every process; else the plain model, no collectives
+        lockstep = shards_params(acc)
+        sampler, all_done = (lm if lockstep else acc.unwrap_model(lm)), all_done_fn(acc)
+        for gb in loop.global_batches(len(examples), global_batch):
+            idx, own = local_questions(gb, rank, world, cfg.rollout_batch_size, fill=lockstep)
+            batch = [examples[j] for j in idx]
+            t0 = time.perf_counter()
+            # 1. sample, each question seeded by (seed, step, question): a resumed run, or one
+            #    with another number of processes, draws what this one would
+            seeds = [question_seed(cfg.seed, loop.step, j) for j in idx]
+            records = sampling.sample_records(sampler, tok, batch, cfg, cfg.samples_per_question,
+                                              seeds, all_done=all_done)[:own] if batch else []
+            batch = batch[:own]
+            n = sum(len(r["samples"]) for r in records)
+            acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
+            # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
+            train = online_batch(records, batch, cfg)
+            terms = online_terms(train, cfg)
+            losses = [nll_step(lm, opt, tok, terms, cfg, acc, loop)
+                      for _ in range(cfg.updates_per_batch)]
+            loop.step_done({"loss/nll": sum(losses) / len(losses), "reward/accuracy": acc_frac,
+                            "data/examples": len(train.samples) + len(train.gold),
+                            "time/step_s": time.perf_counter() - t0}, log=True)
+        loop.checkpoint()
+        return loop.finish(hf_saver(acc, lm, tok, merge=True))
 
 
 def nll_step(lm, opt, tok, terms: list[tuple[list[Example], float]], cfg: SelfTrainConfig,
-             acc) -> float:
+             acc, loop=None) -> float:
     """One optimizer step on ``sum(w * NLL(examples) for examples, w in terms)``.
 
     Each NLL is a mean over the CoT tokens (target + eos) of its examples on all processes
@@ -259,9 +249,12 @@ def nll_step(lm, opt, tok, terms: list[tuple[list[Example], float]], cfg: SelfTr
         acc.backward(nll * (scale[g] if g is not None else 0.0))
         if g is not None:
             sums[g] += nll.item()
-    acc.clip_grad_norm_(lm.parameters(), cfg.max_grad_norm)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    if loop is not None:  # a step with non-finite gradients is skipped (Loop.apply_update)
+        loop.apply_update(lm.parameters(), opt)
+    else:
+        acc.clip_grad_norm_(lm.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     sums = acc.reduce(torch.tensor(sums, device=acc.device, dtype=torch.float64), "sum").tolist()
     return sum(w * s / t for (_, w), s, t in zip(terms, sums, totals, strict=True) if t)
 
