@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import json
 import textwrap
@@ -28,8 +29,10 @@ _UNLOCATED = ("config", "command line")
 """``make_config`` sources that add nothing to a message naming the flag."""
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings written under dataclass fields (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
+    """Docstrings written under dataclass fields (``x: int = 1`` then ``\"\"\"doc\"\"\"``).
+    Cached: reading a class's source is slow, and the CLI asks once per flag."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -60,6 +63,7 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
