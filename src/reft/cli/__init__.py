@@ -77,8 +77,10 @@ def _add_protocols(sub) -> None:
     p.add_argument("--out", help="output directory (default: the config's out, else runs/<name>)")
     p.set_defaults(func=_call("reft.cli.commands:pipeline"))
 
-    p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a demo/pipeline/training run directory")
+    p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory "
+                       "(or a folder holding one run per seed: mean ± sd)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a demo/pipeline/training run directory, or a "
+                   "folder of such runs, one per seed")
     p.set_defaults(func=_call("reft.cli.commands:report"))
 
 
