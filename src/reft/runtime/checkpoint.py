@@ -140,6 +140,9 @@ def _write_dir(accelerator, final: Path, write) -> Path:
     tmp = _shared_tmp(accelerator, final)
     try:
         write(tmp)
+        # every process writes its own files (Accelerate's random_states_<rank>.pkl): renamed
+        # before the last of them, the folder would be made again by a late process
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             commit_dir(tmp, final)
     except BaseException as e:
