@@ -75,6 +75,20 @@ def _add_protocols(sub) -> None:
                        "rerunning resumes finished stages.")
     p.add_argument("config", metavar="CONFIG.yaml", help="pipeline config (see configs/)")
     p.add_argument("--out", help="output directory (default: the config's out, else runs/<name>)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write and run nothing: resolve the data and the model's config, print "
+                   "the stages, their steps and each one's estimated peak memory per process")
+    p.add_argument("--engine", choices=["single", "ddp", "zero2", "zero3"], default="single",
+                   help="with --dry-run: how each stage's command is launched (default: single; "
+                   "zero2/zero3: DeepSpeed, configs/accelerate/)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="with --dry-run: processes (GPUs) for ddp/zero2/zero3 (default: 8 for them)")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="with --dry-run: the device the estimate is for (default: cuda, where "
+                   "dtype/mixed precision 'auto' mean bf16; cpu: fp32)")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="with --dry-run: longest prompt in tokens, for the KV cache and PPO's "
+                   "sequences (default: 256)")
     p.set_defaults(func=_call("reft.cli.commands:pipeline"))
 
     p = sub.add_parser("report", help="rebuild results.md, report.html and plots from a run directory "

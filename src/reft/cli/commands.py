@@ -40,11 +40,31 @@ def pipeline(args: argparse.Namespace) -> int:
     """``reft pipeline CONFIG.yaml`` (``--out`` overrides the config's ``out:``)."""
     from reft.pipeline import load_pipeline, run_pipeline
 
+    if getattr(args, "dry_run", False):
+        return pipeline_dry_run(args)
+    if any(getattr(args, k, None) not in (None, "single", "cuda") for k in _DRY_RUN_ONLY):
+        raise UserError("--engine, --processes, --device and --prompt-tokens go with --dry-run")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # the evaluation and sampling stages are single-process; N copies would race
         raise UserError("reft pipeline runs as one process: start it with 'reft pipeline', not "
                         "under accelerate launch or torchrun (the stage commands can be)")
     run_pipeline(load_pipeline(args.config, getattr(args, "out", None)))
+    return 0
+
+
+_DRY_RUN_ONLY = ("engine", "processes", "device", "prompt_tokens")
+
+
+def pipeline_dry_run(args: argparse.Namespace) -> int:
+    """``reft pipeline CONFIG --dry-run``: print the plan and memory estimate; write nothing."""
+    from reft.pipeline import load_pipeline
+    from reft.pipeline.estimate import DEFAULT_PROMPT_TOKENS, Target
+    from reft.pipeline.plan import dry_run
+
+    engine = args.engine
+    processes = args.processes if args.processes is not None else (1 if engine == "single" else 8)
+    target = Target(engine, processes, args.device, args.prompt_tokens or DEFAULT_PROMPT_TOKENS)
+    print(dry_run(load_pipeline(args.config, getattr(args, "out", None)), target))
     return 0
 
 
