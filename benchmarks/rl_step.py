@@ -16,13 +16,21 @@ that file (a thread notes it when a row appears). So setup, logging and the fina
 outside on both sides. The first step of each run (lazy initialisation) is dropped; the
 sides alternate.
 
-    .venv/bin/python benchmarks/rl_step.py            # Q=8, K=4, 128 tokens
+Each reft side runs in a fresh process (``--child``); "before" sides import reft from a
+git worktree of ``--ref`` (the tree before issue 21: a second policy forward over the whole
+padded rollout for the old log-probs), the others from this tree, with
+``--sampler-logprobs`` where named (the old log-probs and values kept by the sampler).
+
+    .venv/bin/python benchmarks/rl_step.py            # Q=8, K=4, 128 tokens, warm tiny model
+    .venv/bin/python benchmarks/rl_step.py --model init25m --max-len 256   # a 26M model
     .venv/bin/python benchmarks/rl_step.py --quick
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,11 +39,13 @@ from pathlib import Path
 
 from reft.config import SamplingConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from benchmarks import common  # noqa: E402
 
 TRL = "TRL GRPOTrainer"
+DEFAULT_REF = "5d04bf6"
 BETA = 0.05
 LR = 2e-5
 ROLLOUT = "rollout: sample + score + no-grad forwards"
@@ -151,7 +161,7 @@ def clock_from_metrics(rows: list[dict], notes: list[tuple[float, float]], batch
 
 
 def run_reft(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: int,
-             estimator: str = "grpo") -> Clock:
+             estimator: str = "grpo", overrides: dict | None = None) -> Clock:
     """``train_ppo`` for ``steps`` RL steps, logging every step; the step and phase times
     are read back from the run's ``metrics.jsonl``."""
     import reft.training.ppo as ppo
@@ -162,15 +172,51 @@ def run_reft(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: 
         cfg = PPOConfig(model=str(model_dir), out=out, estimator=estimator, rollout_batch_size=q,
                         samples_per_question=k, mini_batch_size=q * k, ppo_epochs=1,
                         kl_coef=BETA, lr=LR, max_steps=steps, save_every=10**9, log_every=1,
-                        eval_every=0, dtype="float32", mixed_precision="no", report_to="none",
+                        eval_every=0, dtype="float32", report_to="none",
                         sampling=SamplingConfig(gen_batch_size=q * k, max_new_tokens=max_len,
-                                                temperature=1.0))
+                                                temperature=1.0),
+                        **{"mixed_precision": "no", **(overrides or {})})
         metrics = Path(out) / "metrics.jsonl"
         with RowWatcher(metrics) as watcher:
             ppo.train_ppo(cfg, train=examples, test=[])
         rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     common.setup()  # train_ppo sets its own thread count; restore the benchmark's
     return clock_from_metrics(rows, watcher.notes, q * k).drop_first()
+
+
+def reft_child(spec: dict) -> None:
+    """``--child``: one ``run_reft`` in this process (reft imported from ``PYTHONPATH``);
+    prints the clock as one JSON line."""
+    common.setup(spec.pop("threads"))
+    examples = common.questions(spec.pop("n_examples"), split="train")
+    clock = run_reft(Path(spec.pop("model_dir")), examples, **spec)
+    print(json.dumps({name: getattr(clock, name) for name in Clock.FIELDS}))
+
+
+def run_reft_process(src: Path, model_dir: Path, n_examples: int, **kw) -> Clock:
+    """``run_reft`` in a fresh process importing reft from ``src``."""
+    import torch
+
+    threads = torch.get_num_threads()  # the benchmark's (common.setup)
+    spec = dict(model_dir=str(model_dir), n_examples=n_examples, threads=threads, **kw)
+    env = {**os.environ, "PYTHONPATH": f"{src}:{ROOT}", "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    clock = Clock()
+    for name, value in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+        setattr(clock, name, value)
+    return clock
+
+
+def worktree(ref: str) -> Path:
+    """The ``src`` folder of a git worktree of ``ref`` (made once, in the temp folder)."""
+    path = Path(tempfile.gettempdir()) / f"reft-ref-{ref}"
+    if not (path / "src").exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+                       check=True, capture_output=True)
+    return path / "src"
 
 
 def run_trl(model_dir: Path, examples, *, q: int, k: int, max_len: int, steps: int) -> Clock:
@@ -229,22 +275,44 @@ def have_trl() -> bool:
 
 
 def compare(model_dir: Path, *, q: int, k: int, max_len: int, steps: int, repeats: int,
-            gae: bool = True) -> dict[str, Clock]:
-    """Alternate TRL / reft grpo / reft gae runs; return each side's pooled clock."""
-    examples = common.questions(max(64, q * (steps + 1)), split="train")
+            ref: str, gae: bool = True) -> dict[str, Clock]:
+    """Alternate TRL and reft's sides (before ``ref`` / now / now with the sampler's
+    log-probs, for grpo and gae); return each side's pooled clock."""
+    n = max(64, q * (steps + 1))
+    examples = common.questions(n, split="train")
     sides = {}
     if have_trl():
         sides[TRL] = lambda: run_trl(model_dir, examples, q=q, k=k, max_len=max_len, steps=steps)
-    sides["reft ppo --estimator grpo"] = lambda: run_reft(model_dir, examples, q=q, k=k,
-                                                          max_len=max_len, steps=steps)
-    if gae:
-        sides["reft ppo (gae, value head)"] = lambda: run_reft(
-            model_dir, examples, q=q, k=k, max_len=max_len, steps=steps, estimator="gae")
+    now, before = ROOT / "src", worktree(ref)
+    kw = dict(q=q, k=k, max_len=max_len, steps=steps)
+    for est in ("grpo", "gae") if gae else ("grpo",):
+        name = "reft ppo --estimator grpo" if est == "grpo" else "reft ppo (gae, value head)"
+        sides[f"{name}, before ({ref})"] = (
+            lambda est=est: run_reft_process(before, model_dir, n, estimator=est, **kw))
+        sides[f"{name}, now"] = (
+            lambda est=est: run_reft_process(now, model_dir, n, estimator=est, **kw))
+        sides[f"{name}, now, --sampler-logprobs"] = (
+            lambda est=est: run_reft_process(now, model_dir, n, estimator=est,
+                                             overrides={"sampler_logprobs": True}, **kw))
+    if gae:  # this CPU's AMX units: bf16 autocast (the weights stay fp32 masters)
+        sides["reft ppo (gae, value head), now, --sampler-logprobs, bf16 autocast"] = (
+            lambda: run_reft_process(now, model_dir, n, estimator="gae", **kw,
+                                     overrides={"sampler_logprobs": True, "mixed_precision": "bf16"}))
     pooled = {name: Clock() for name in sides}
     for _ in range(repeats):
         for name, fn in sides.items():
             pooled[name].extend(fn())
     return pooled
+
+
+def model_25m() -> Path:
+    """An untrained ``reft model init`` Llama of 26M parameters (hidden 512, 8 layers)."""
+    from reft.models.tiny import init_model
+
+    out = common.CACHE / "init-h512-l8"
+    if not (out / "config.json").exists():
+        init_model(out, hidden_size=512, layers=8, heads=8, vocab_size=4096)
+    return out
 
 
 def main() -> int:
@@ -253,15 +321,21 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=4, help="samples per question")
     p.add_argument("--max-len", type=int, default=128, help="max completion tokens")
     p.add_argument("--steps", type=int, default=4, help="steps per run (the first is dropped)")
-    p.add_argument("--model", choices=("warm", "init"), default="warm")
+    p.add_argument("--model", choices=("warm", "init", "init25m"), default="warm",
+                   help="warm: the tiny model after SFT; init: untrained tiny; init25m: untrained 26M")
+    p.add_argument("--ref", default=DEFAULT_REF, help=f"git ref of the 'before' sides (default {DEFAULT_REF})")
+    p.add_argument("--child", help="(internal)")
     args = p.parse_args()
+    if args.child:
+        reft_child(json.loads(args.child))
+        return 0
     common.setup(args.threads)
     if args.quick:
         args.questions, args.samples, args.max_len, args.steps, args.repeats = 2, 2, 16, 2, 1
-    model_dir = common.warm_dir() if args.model == "warm" else common.init_dir()
+    model_dir = {"warm": common.warm_dir, "init": common.init_dir, "init25m": model_25m}[args.model]()
     q, k = args.questions, args.samples
     pooled = compare(model_dir, q=q, k=k, max_len=args.max_len, steps=args.steps,
-                     repeats=args.repeats)
+                     repeats=args.repeats, ref=args.ref)
     trl = pooled.get(TRL)
     trl_rate = q * k / common.median(trl.steps) if trl else None
     trl_cpu = q * k / common.median(trl.cpu) if trl else None
@@ -276,7 +350,8 @@ def main() -> int:
             phases.append([name, ph, common.median([d.get(ph, 0.0) for d in c.phases])])
     header = ["side", "steps timed", "s/step (median)", "range", "CPU s/step", "mean completion len",
               "completions/s", "completion tok/s", "vs TRL", "vs TRL (CPU time)"]
-    setting = (f"model `{model_dir.name}`, {q} questions x {k} samples = {q * k} completions/step, "
+    n_params = sum(p.numel() for p in common.load(model_dir)[0].parameters())
+    setting = (f"model `{model_dir.name}` ({n_params / 1e6:.1f}M parameters), {q} questions x {k} samples = {q * k} completions/step, "
                f"max completion {args.max_len} tokens, 1 update epoch, beta {BETA}, fp32, "
                f"{args.repeats} alternating runs x {args.steps - 1} timed steps per side")
     if not trl:

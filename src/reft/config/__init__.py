@@ -30,11 +30,9 @@ from reft.config.checks import (
 
 PROMPT_TEMPLATE = "Question:\n{question}\nAnswer reasoning:\n"
 
-__all__ = [
-    "PROMPT_TEMPLATE", "Checked", "ConfigError", "DataArgs", "EvalConfig", "PPOConfig", "Range",
-    "RerankerConfig", "SFTConfig", "SampleConfig", "SamplingConfig", "SelfTrainConfig", "SourceArgs",
-    "SupervisedArgs", "TrainArgs", "flag", "validate",
-]
+__all__ = ["PROMPT_TEMPLATE", "Checked", "ConfigError", "DataArgs", "EvalConfig", "PPOConfig", "Range",
+           "RerankerConfig", "SFTConfig", "SampleConfig", "SamplingConfig", "SelfTrainConfig",
+           "SourceArgs", "SupervisedArgs", "TrainArgs", "flag", "validate"]
 
 
 @dataclass(frozen=True)
@@ -247,7 +245,11 @@ class PPOConfig(TrainArgs):
     samples_per_question: int = 1
     """Completions sampled per question (grpo/rloo need > 1)."""
     mini_batch_size: int = 16
-    """Sequences per PPO mini-batch."""
+    """Sequences per PPO mini-batch (one optimizer step each)."""
+    micro_batch_tokens: int = 8192
+    """Most tokens (rows x padded length) in one forward: the rollout's old-policy and reference forwards and the update's gradient-accumulation micro-batches are cut to it (0 = one forward per mini-batch / rollout)."""
+    sampler_logprobs: bool = False
+    """Take the old policy's log-probs (and the shared head's values) from the sampler's decode steps instead of a second forward over the rollout (exact in fp32; under bf16 the first PPO ratio is then not exactly 1)."""
     ppo_epochs: int = 2
     """Passes over each rollout batch."""
     estimator: str = "gae"
@@ -301,6 +303,7 @@ class PPOConfig(TrainArgs):
         "rollout_batch_size": COUNT,
         "samples_per_question": COUNT,
         "mini_batch_size": COUNT,
+        "micro_batch_tokens": NON_NEGATIVE,
         "ppo_epochs": COUNT,
         "kl_coef": NON_NEGATIVE,
         "gamma": FRACTION,

@@ -37,14 +37,30 @@ class ActorCritic(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T, V) logits predicting each of the T response tokens, and (B, T) values
-        before each (or None). Sequences are [prompt (``prompt_len``) | response (T)]."""
+        before each (or None). Sequences are [prompt (``prompt_len``) | response (T)]; the
+        LM head runs on the response-predicting positions only."""
         kw = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
         values = None
         if self.critic_kind == "shared":
-            logits, values = self.body(**kw)
-        else:
-            logits = self.body(**kw).logits
-            if self.critic_kind == "separate":
-                values = self.critic(**kw)
-        return (response_logits(logits, prompt_len),
-                response_logits(values, prompt_len) if values is not None else None)
+            return self.body(**kw, prompt_len=prompt_len)
+        logits = lm_response_logits(self.body, prompt_len=prompt_len, **kw)
+        if self.critic_kind == "separate":
+            values = response_logits(self.critic(**kw), prompt_len)
+        return logits, values
+
+
+def lm_response_logits(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       position_ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """A causal LM's (B, T, V) logits at the positions predicting the T response tokens of
+    [prompt (``prompt_len``) | response (T)] rows (``response_logits``), without a K/V
+    cache and, through transformers' ``logits_to_keep``, without logits for the prompt."""
+    n_keep = input_ids.size(1) - prompt_len + 1  # the last prompt position predicts token 0
+    kw = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+              use_cache=False)
+    try:
+        out = lm(**kw, logits_to_keep=n_keep)
+    except TypeError as e:  # a model without the argument: all logits, sliced below
+        if "logits_to_keep" not in str(e):
+            raise
+        out = lm(**kw)
+    return out.logits[:, -n_keep:-1]

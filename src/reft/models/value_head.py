@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from reft.errors import UserError
-from reft.models.batching import positions
+from reft.models.batching import positions, response_logits
 from reft.models.loading import load_model, quiet_saves
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -58,17 +58,24 @@ class _ValueModel(nn.Module):
         return self.lm.config
 
     def _run(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None,
-             logits: bool) -> tuple[Tensor | None, Tensor]:
-        """(logits (B, T, V) or None, values (B, T) float32)."""
+             logits: bool, prompt_len: int | None = None) -> tuple[Tensor | None, Tensor]:
+        """(logits (B, T, V) or None, values (B, T) float32); with ``prompt_len`` only at
+        the positions predicting the response tokens after it (``response_logits``): the
+        LM head runs on those alone."""
         if position_ids is None:
             position_ids = positions(attention_mask)
-        hidden, out_logits = _last_hidden(self.lm, input_ids, attention_mask, position_ids, logits)
+        hidden, out_logits = _last_hidden(self.lm, input_ids, attention_mask, position_ids, logits,
+                                          prompt_len)
+        return out_logits, self.values(hidden)
+
+    def values(self, hidden: Tensor) -> Tensor:
+        """(..., H) last hidden states -> (...) values, in float32 even under autocast (which
+        would run this linear in bf16): a per-token KL reward of ~5e-4 is below bf16's
+        resolution near 1, and GAE amplifies value errors."""
         head = self.value_head
-        # float32 even under autocast (which would run this linear in bf16): a per-token KL
-        # reward of ~5e-4 is below bf16's resolution near 1, and GAE amplifies value errors
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             values = nn.functional.linear(hidden.float(), head.weight.float(), head.bias.float())
-        return out_logits, values.squeeze(-1)
+        return values.squeeze(-1)
 
     def save_pretrained(self, directory: str | Path, **kwargs) -> None:
         """The LM's ``save_pretrained(directory, **kwargs)`` plus ``value_head.safetensors``."""
@@ -101,14 +108,17 @@ class PolicyWithValueHead(_ValueModel):
     def policy(self) -> nn.Module:
         return self.lm
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor,
-                position_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None = None,
+                prompt_len: int | None = None) -> tuple[Tensor, Tensor]:
         """input_ids, attention_mask (B, T) -> logits (B, T, V), values (B, T) float32.
 
         ``position_ids`` default to positions counted over real tokens, so a
-        left-padded batch gives the same outputs as the unpadded sequences.
+        left-padded batch gives the same outputs as the unpadded sequences. With
+        ``prompt_len`` both are returned only at the positions predicting the response
+        tokens (``response_logits``): the LM head never sees the prompt's positions.
         """
-        logits, values = self._run(input_ids, attention_mask, position_ids, logits=True)
+        logits, values = self._run(input_ids, attention_mask, position_ids, logits=True,
+                                   prompt_len=prompt_len)
         return logits, values
 
 
@@ -180,12 +190,17 @@ def _fast_path(lm: nn.Module) -> bool:
 
 
 def _last_hidden(lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                 logits: bool) -> tuple[Tensor, Tensor | None]:
-    """(last hidden state (B, T, H), logits (B, T, V) or None).
+                 logits: bool, prompt_len: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """(last hidden state (B, T, H), logits (B, T, V) or None), with ``prompt_len`` sliced
+    to the response-predicting positions (``response_logits``).
 
     Runs the decoder and the LM head separately when that is equivalent, which avoids
-    materialising every layer's hidden states; otherwise asks the full model for them.
+    materialising every layer's hidden states, and applies the head to the kept positions
+    only; otherwise asks the full model for them.
     """
+    def keep(t: Tensor) -> Tensor:
+        return t if prompt_len is None else response_logits(t, prompt_len)
+
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
               "position_ids": position_ids, "use_cache": False}
     if _fast_path(lm):
@@ -193,6 +208,7 @@ def _last_hidden(lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, posit
         out = base.get_decoder()(**inputs)
         hidden = getattr(out, "last_hidden_state", None)
         if hidden is not None:
+            hidden = keep(hidden)
             return hidden, base.get_output_embeddings()(hidden) if logits else None
     out = lm(**inputs, output_hidden_states=True)
-    return out.hidden_states[-1], out.logits if logits else None
+    return keep(out.hidden_states[-1]), keep(out.logits) if logits else None

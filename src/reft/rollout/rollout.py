@@ -15,6 +15,9 @@ import torch
 from reft.models.batching import pad_rows, positions
 from reft.rollout.sampler import Generations
 
+FULL_WIDTH = ("input_ids", "attention_mask", "position_ids")
+"""The (B, P+T) fields; the other 2-D ones are (B, T), over the response tokens."""
+
 
 @dataclass(frozen=True)
 class Sequences:
@@ -54,6 +57,48 @@ class Sequences:
             f.name: getattr(self, f.name)[idx]
             for f in fields(self) if getattr(self, f.name) is not None
         })
+
+    def trim(self):
+        """The same rows without the columns that are padding in every row (the prompts'
+        common left padding, the responses' common right padding), of the same type: a
+        forward over it gives the same outputs on the real tokens with less work."""
+        p = self.prompt_len
+        lead = int(self.attention_mask[:, :p].any(0).long().argmax())  # first real prompt column
+        real = self.response_mask.bool().any(0).nonzero()
+        t = int(real.max()) + 1 if len(real) else 1
+        if lead == 0 and t == self.response_mask.size(1):
+            return self
+        kept = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None or v.dim() < 2:
+                continue
+            kept[f.name] = v[:, lead : p + t] if f.name in FULL_WIDTH else v[:, :t]
+        return replace(self, **kept)
+
+    def micro_batches(self, token_budget: int) -> list[torch.Tensor]:
+        """Row indices in groups of at most ``token_budget`` tokens each once trimmed (rows x
+        (longest prompt + longest response) of the group; at least one row). Rows are taken
+        longest first, so that a group's rows are of similar length. 0: one group of all."""
+        n = len(self)
+        dev = self.input_ids.device
+        if not token_budget:
+            return [torch.arange(n, device=dev)]
+        p_len = self.attention_mask[:, : self.prompt_len].sum(1).tolist()
+        r_len = self.response_mask.sum(1).long().clamp(min=1).tolist()
+        order = sorted(range(n), key=lambda i: p_len[i] + r_len[i], reverse=True)
+        groups: list[list[int]] = []
+        width_p = width_r = 0
+        for i in order:
+            wp, wr = max(width_p, p_len[i]), max(width_r, r_len[i])
+            if groups and groups[-1] and (len(groups[-1]) + 1) * (wp + wr) > token_budget:
+                groups.append([])
+                wp, wr = p_len[i], r_len[i]
+            if not groups:
+                groups.append([])
+            groups[-1].append(i)
+            width_p, width_r = wp, wr
+        return [torch.tensor(g, device=dev) for g in groups]
 
 
 @dataclass(frozen=True)

@@ -40,18 +40,21 @@ def prompts_for(examples: list[Example], cfg) -> list[str]:
 def sample_and_score(model, tokenizer, examples: list[Example], cfg, *, num_samples: int = 1,
                      greedy: bool = False, seeds: list[int] | None = None,
                      all_done: Callable[[bool], bool] | None = None, progress: bool = False,
-                     partial: float = PARTIAL_REWARD) -> Scored:
+                     partial: float = PARTIAL_REWARD, return_logprobs: bool = False,
+                     return_hidden: bool = False) -> Scored:
     """Sample (or decode greedily) and score. ``cfg`` gives the prompt (``cot``,
     ``template``), the sampling settings (``cfg.sampling``) and the scoring ones (``task``,
     ``answer_parser``, ``cfg.sampling.timeout_s``).
 
     ``seeds``: one per example (see ``generate``), else the global torch RNG; ``all_done``:
-    with sharded parameters, whether every process has finished (see ``generate``)."""
+    with sharded parameters, whether every process has finished (see ``generate``);
+    ``return_logprobs`` / ``return_hidden``: keep the sampler's per-token log-probs / last
+    hidden states in ``Scored.gens`` (see ``Generations``)."""
     t0 = time.perf_counter()
     prompts = prompts_for(examples, cfg)
     kw = dict(max_new_tokens=cfg.sampling.max_new_tokens, batch_size=cfg.sampling.gen_batch_size,
-              progress=progress,
-              all_done=all_done)
+              progress=progress, all_done=all_done, return_logprobs=return_logprobs,
+              return_hidden=return_hidden)
     if greedy:
         gens = sampler.generate(model, tokenizer, prompts, greedy=True, **kw)
     else:

@@ -19,6 +19,7 @@ same global batch would.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from reft.algorithms.stats import explained_variance, masked_mean, whiten
 from reft.config import PPOConfig
 from reft.data.records import Example
 from reft.errors import TrainingError
-from reft.models.batching import response_logits
+from reft.models.actor_critic import lm_response_logits
 from reft.models.dropout import dropout_off
 from reft.rollout.rollout import Experience, Sequences, build_sequences
 from reft.rollout.sample import Scored, sample_and_score
@@ -75,7 +76,9 @@ def ppo_step(run: PPORun, loop: Loop, gb: list[int]) -> dict[str, float]:
     with acc.autocast():  # 1.-2. sample and score
         scored = sample_and_score(run.lm, run.tokenizer, batch, cfg,
                                   num_samples=cfg.samples_per_question, seeds=seeds,
-                                  all_done=all_done_fn(acc), partial=cfg.partial_reward)
+                                  all_done=all_done_fn(acc), partial=cfg.partial_reward,
+                                  return_logprobs=cfg.sampler_logprobs,
+                                  return_hidden=cfg.sampler_logprobs and run.critic == "shared")
     loop.record(sample=scored.sample_s, score=scored.score_s)
     with loop.phase("forward"):  # 3. old and reference log-probs, values
         seqs, old_logprobs, ref_logprobs, values = rollout_forward(run, scored)
@@ -92,18 +95,58 @@ def ppo_step(run: PPORun, loop: Loop, gb: list[int]) -> dict[str, float]:
 def rollout_forward(run: PPORun, scored: Scored):
     """The rollout's tensors, the old policy's and the reference's log-probs of each response
     token, and the values (None without a value model), all with dropout off so that the
-    first PPO ratio is exactly 1."""
-    cfg, acc = run.cfg, run.acc
-    seqs = build_sequences(scored.gens, run.tokenizer.pad_token_id, acc.device)
+    first PPO ratio is exactly 1. Forwards run on micro-batches of at most
+    ``--micro-batch-tokens`` tokens, trimmed of common padding, with the LM head on the
+    response positions only; 0 past each micro-batch's longest response. With
+    ``--sampler-logprobs`` the old log-probs (and the shared head's values) are the
+    sampler's, and the policy is not run again."""
+    cfg, acc, gens = run.cfg, run.acc, scored.gens
+    seqs = build_sequences(gens, run.tokenizer.pad_token_id, acc.device)
     dropout_off(run.ac)
-    logits, values = run.ac(**seqs.model_inputs())
-    old_logprobs = logprobs_from_logits(logits / cfg.sampling.temperature, seqs.responses)
-    del logits
-    with acc.autocast():
-        ref_logits = response_logits(run.ref(input_ids=seqs.input_ids, attention_mask=seqs.attention_mask,
-                                             position_ids=seqs.position_ids).logits, seqs.prompt_len)
-    ref_logprobs = logprobs_from_logits(ref_logits / cfg.sampling.temperature, seqs.responses)
-    return seqs, old_logprobs, ref_logprobs, values
+    ref = torch.zeros(seqs.response_mask.shape, device=acc.device)
+    old, values = _from_sampler(run, gens, ref.shape)
+    forward = old is None or (values is None and run.critic == "separate")
+    old = torch.zeros_like(ref) if old is None else old
+    for idx in seqs.micro_batches(cfg.micro_batch_tokens):
+        mb = seqs.select(idx).trim()
+        t = mb.response_mask.size(1)
+        if forward:
+            logits, v = run.ac(**mb.model_inputs())
+            if gens.logprobs is None:
+                old[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
+            del logits
+            if v is not None:
+                values = torch.zeros_like(old) if values is None else values
+                values[idx, :t] = v.float()
+        with acc.autocast():
+            logits = lm_response_logits(run.ref, **mb.model_inputs())
+        ref[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
+        del logits
+    return seqs, old, ref, values
+
+
+def _from_sampler(run: PPORun, gens, shape) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(B, T) old log-probs and shared-head values from what the sampler kept (None where it
+    kept nothing), 0 past each completion."""
+    dev = run.acc.device
+    old = values = None
+    if gens.logprobs is not None:
+        old = torch.zeros(shape, device=dev)
+        for i, row in enumerate(gens.logprobs):
+            old[i, : len(row)] = torch.as_tensor(row, dtype=torch.float32, device=dev)
+    if gens.hidden is not None:
+        head = run.acc.unwrap_model(run.ac).body
+        values = torch.zeros(shape, device=dev)
+        for i, h in enumerate(gens.hidden):
+            if len(h):
+                values[i, : len(h)] = head.values(h.to(dev))
+    return old, values
+
+
+def _at_temperature(logits: torch.Tensor, cfg: PPOConfig) -> torch.Tensor:
+    """The logits of the sampling distribution (no copy at temperature 1)."""
+    t = cfg.sampling.temperature
+    return logits if t == 1 else logits / t
 
 
 @torch.no_grad()
@@ -155,35 +198,34 @@ def ppo_update(ac, opt, r: Experience, cfg: PPOConfig, acc, loop: Loop | None = 
 
 def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc,
                     loop: Loop | None = None) -> dict | None:
-    """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss).
+    """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss),
+    its gradient accumulated over micro-batches of at most ``--micro-batch-tokens`` tokens.
     None when the step was skipped (non-finite loss or gradients, ``loop`` given)."""
-    logits, values = ac(**mb.model_inputs())
-    logits = logits / cfg.sampling.temperature
-    logprobs = logprobs_from_logits(logits, mb.responses)
-    loss, stats = policy_loss(logprobs, mb.old_logprobs, mb.advantages, mb.response_mask,
-                              cfg.clip_eps, cfg.loss_agg)
-    if values is not None:
-        vloss, vstats = value_loss(values, mb.values, mb.returns, mb.response_mask,
-                                   cfg.value_clip, cfg.loss_agg)
-        loss = loss + cfg.vf_coef * vloss
-        stats.update(vstats)
-    if cfg.kl_mode == "loss":
-        kloss, kstats = kl_loss(logprobs, mb.ref_logprobs, mb.response_mask, loss_agg=cfg.loss_agg)
-        loss = loss + cfg.beta * kloss
-        stats.update(kstats)
-    # every process must see a bad loss, or the others would wait in backward for ever
-    n_units = agg_count(mb.response_mask, cfg.loss_agg)  # tokens or sequences
-    flags = acc.reduce(torch.stack([torch.isfinite(loss.detach()).float(), n_units]), "sum")
-    if flags[0].item() < acc.num_processes:  # no backward pass: skip the step, or stop
-        reason = f"non-finite loss in the PPO update ({_describe(loss, stats)})"
-        if loop is None:
-            raise TrainingError(reason)
-        opt.zero_grad(set_to_none=True)
-        loop.skipped(reason)
-        return None
-    # the losses are means over this process's units (tokens or sequences): weighted by its
-    # share of the global mini-batch's units, DDP's gradient average is the global aggregate
-    acc.backward(loss * process_weight(n_units, flags[1], acc.num_processes))
+    parts = _micro_split(mb, cfg, acc)
+    local = agg_count(mb.response_mask, cfg.loss_agg)  # units (tokens or sequences)
+    total = acc.reduce(local.clone(), "sum")
+    sums: dict[str, torch.Tensor] = {}
+    for i, (idx, real) in enumerate(parts):
+        part = mb.select(idx).trim()
+        loss, stats = _losses(ac, part, cfg)
+        # every process must see a bad loss, or the others would wait in backward for ever
+        finite = acc.reduce(torch.isfinite(loss.detach()).float().reshape(1), "sum")
+        if finite.item() < acc.num_processes:  # no (further) backward pass: skip the step, or stop
+            reason = f"non-finite loss in the PPO update ({_describe(loss, stats)})"
+            if loop is None:
+                raise TrainingError(reason)
+            opt.zero_grad(set_to_none=True)
+            loop.skipped(reason)
+            return None
+        # each part's loss is a mean over its units: weighted by its share of the global
+        # mini-batch's units, the sum over parts and DDP's average over processes is the
+        # global aggregate; gradients are all-reduced in the last part only
+        share = agg_count(part.response_mask, cfg.loss_agg) if real else local.new_zeros(())
+        sync = contextlib.nullcontext() if i == len(parts) - 1 else acc.no_sync(ac)
+        with sync:
+            acc.backward(loss * process_weight(share, total, acc.num_processes))
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v * share / local.clamp(min=1)
     if loop is not None:
         if not loop.apply_update(ac.parameters(), opt):
             return None
@@ -191,9 +233,45 @@ def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc,
         acc.clip_grad_norm_(ac.parameters(), cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    return sums
+
+
+def _losses(ac, part: Experience, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+    """The PPO loss of one micro-batch and its statistics (entropy included); the logits
+    are freed before the backward pass."""
+    logits, values = ac(**part.model_inputs())
+    logits = _at_temperature(logits, cfg)
+    logprobs = logprobs_from_logits(logits, part.responses)
     with torch.no_grad():
-        stats["policy/entropy"] = masked_mean(entropy_from_logits(logits), mb.response_mask)
-    return stats
+        entropy = masked_mean(entropy_from_logits(logits), part.response_mask)
+    del logits
+    loss, stats = policy_loss(logprobs, part.old_logprobs, part.advantages, part.response_mask,
+                              cfg.clip_eps, cfg.loss_agg)
+    if values is not None:
+        vloss, vstats = value_loss(values, part.values, part.returns, part.response_mask,
+                                   cfg.value_clip, cfg.loss_agg)
+        loss = loss + cfg.vf_coef * vloss
+        stats.update(vstats)
+    if cfg.kl_mode == "loss":
+        kloss, kstats = kl_loss(logprobs, part.ref_logprobs, part.response_mask, loss_agg=cfg.loss_agg)
+        loss = loss + cfg.beta * kloss
+        stats.update(kstats)
+    stats["policy/entropy"] = entropy
+    return loss, stats
+
+
+def _micro_split(mb: Experience, cfg: PPOConfig, acc) -> list[tuple[torch.Tensor, bool]]:
+    """The mini-batch's micro-batches as (row indices, real), as many on every process: a
+    process with fewer repeats its first rows with no weight, so backward passes (and
+    DDP's collectives) pair up. One micro-batch under DeepSpeed, whose engine steps the
+    optimizer in every backward pass."""
+    if acc.state.deepspeed_plugin is not None:
+        return [(torch.arange(len(mb), device=mb.input_ids.device), True)]
+    groups = mb.micro_batches(cfg.micro_batch_tokens)
+    n = len(groups)
+    if acc.num_processes > 1:
+        n = int(acc.gather(torch.tensor([n], device=acc.device)).max())
+    return [(g, True) for g in groups] + [(groups[0][:1], False)] * (n - len(groups))
 
 
 def _describe(loss: torch.Tensor, stats: dict) -> str:

@@ -43,6 +43,11 @@ class PPORun:
     final_saver: Any
     """Writes ``final/``: merged policy + value head (+ critic)."""
 
+    @property
+    def critic(self) -> str:
+        """The value model: shared, separate or none (``ActorCritic.critic_kind``)."""
+        return self.acc.unwrap_model(self.ac).critic_kind
+
 
 def check_ppo(cfg: PPOConfig, acc) -> None:
     """What this run cannot do here, before anything slow."""
