@@ -61,7 +61,13 @@ def main() -> int:
     a = p.parse_args()
     common.setup(a.threads)
     demo = Path(a.demo_run).resolve()
-    cfg = yaml.safe_load((demo / "reft" / "config.yaml").read_text())
+    from dataclasses import fields
+
+    from reft.config import PPOConfig
+
+    known = {f.name for f in fields(PPOConfig)}  # the file also records derived values (beta)
+    cfg = {k: v for k, v in yaml.safe_load((demo / "reft" / "config.yaml").read_text()).items()
+           if k in known}
     cfg.update(epochs=1, eval_every=0, test_file="", save_every=10**6, log_every=1, max_steps=0)
     sides = {f"before ({a.ref})": (worktree(a.ref), []), "now": (ROOT / "src", []),
              "now, --sampler-logprobs": (ROOT / "src", ["--sampler-logprobs"])}

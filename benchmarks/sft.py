@@ -66,11 +66,12 @@ class Batches:
 
 
 def run_reft(model_dir: Path, examples) -> Batches:
+    import reft.training.nll as nll
     import reft.training.sft as sft
     from reft.config import SFTConfig
 
-    seen, saved = Batches(), sft.collate
-    sft.collate = seen.wrap(saved)
+    seen, saved = Batches(), nll.collate  # the SFT loop batches through nll.collate
+    nll.collate = seen.wrap(saved)
     common.hold_threads(sft)
     try:
         with tempfile.TemporaryDirectory() as out:
@@ -79,7 +80,7 @@ def run_reft(model_dir: Path, examples) -> Batches:
                             mixed_precision="no")
             sft.train_sft(cfg, examples)
     finally:
-        sft.collate = saved
+        nll.collate = saved
     common.setup()
     return seen
 
