@@ -31,6 +31,9 @@ def _commands(model, data, out, world: int) -> dict[str, list]:
         "sft": [*SFT, *train, "--batch-size", per, "--out", out / "sft"],
         "ppo": [*PPO, *train, "--rollout-batch-size", per, "--mini-batch-size", per,
                 "--out", out / "ppo"],
+        # one row per micro-batch: gradients accumulated locally (no_sync), all-reduced once
+        "ppo_micro": [*PPO, *train, "--rollout-batch-size", per, "--mini-batch-size", per,
+                      "--micro-batch-tokens", 1, "--out", out / "ppo_micro"],
         "ppo_lora": [*PPO, *train, "--rollout-batch-size", per, "--mini-batch-size", per,
                      "--lora-r", 4, "--lr", 1e-2, "--out", out / "ppo_lora"],
         "eval": [*EVAL, "--model", model, "--test-file", data.test, "--out", out / "eval"],
@@ -82,7 +85,7 @@ def test_sft_two_processes_reach_the_weights_of_one(runs, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", ["ppo", "ppo_lora"])
+@pytest.mark.parametrize("run", ["ppo", "ppo_micro", "ppo_lora"])
 def test_ppo_two_processes_reach_the_weights_of_one(run, runs, tiny_model_dir):
     """Each process samples its questions with per-question seeds, whitens globally and
     weights its losses by its share of the global mini-batch's responses (the default
