@@ -379,3 +379,16 @@ def test_cli_online_selftrain(task, tmp_path):
     assert len(_finite_losses(out)) == 2  # the gold CoTs are always there to learn from
     assert (out / "checkpoints" / "step-2" / "trainer_state.json").is_file()
     assert _changed(task / "model", out / "final")
+
+
+def test_cli_online_selftrain_refuses_a_max_length_with_no_room_for_the_cot(task, tmp_path):
+    """Every prompt fills --max-length: each step would learn nothing (a NaN loss every step);
+    a one-line error instead, exit 2, and no run directory."""
+    out = tmp_path / "online"
+    done = _reft("selftrain", "--mode", "online", "--model", str(task / "model"),
+                 "--train-file", str(task / "train.json"), "--out", str(out), "--max-steps", "1",
+                 "--max-length", "16")
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--max-length 16: no room for the chain of thought" in lines[0]
+    assert not out.exists()

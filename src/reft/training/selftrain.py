@@ -28,6 +28,7 @@ from reft.runtime.precision import adamw, make_accelerator
 from reft.training.loop import Loop, load_train_examples, total_steps
 from reft.training.nll import IGNORE, collate, encode_pairs, sft_pairs, token_nll
 from reft.training.policy import hf_saver, load_policy, resolve_lr
+from reft.training.sft import encode_examples
 
 # the trigger reft.answers grades after (its last one), with a "Therefore," before it
 _ANSWER = re.compile(r"(?:therefore,?[ \t]*)?the answer is", re.IGNORECASE)
@@ -178,9 +179,12 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
         raise UserError("online self-training sums a varying number of backward passes into each "
                         "step, which DeepSpeed's engine would turn into several steps; use DDP "
                         "(accelerate launch --multi_gpu) or FSDP")
-    run_dir = prepare_run_dir(cfg, acc)
     torch.manual_seed(cfg.seed)  # LoRA initialisation
     lm, tok = load_policy(cfg, acc)
+    # a UserError naming --max-length when no gold CoT fits (every step would learn nothing);
+    # the run directory is made only after
+    encode_examples(examples, tok, cfg, report=acc.is_main_process, label="selftrain")
+    run_dir = prepare_run_dir(cfg, acc)
     opt = adamw(lm.parameters(), lr=online_lr(cfg, lm), weight_decay=cfg.weight_decay)
     lm, opt = acc.prepare(lm, opt)
     world, rank = acc.num_processes, acc.process_index

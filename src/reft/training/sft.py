@@ -68,7 +68,7 @@ def train_sft(cfg: SFTConfig, examples: list[Example] | None = None, run_cfg=Non
 
 
 def encode_examples(examples: list[Example], tokenizer, cfg: SFTConfig,
-                    report: bool = True) -> list[dict[str, list[int]]]:
+                    report: bool = True, label: str = "sft") -> list[dict[str, list[int]]]:
     """The examples as token ids and labels (see ``nll.encode_pairs``), without those whose
     prompt leaves no CoT token within ``--max-length`` (nothing to learn from; ``report``:
     say how many). A one-line UserError naming --max-length when that is every one."""
@@ -85,7 +85,7 @@ def encode_examples(examples: list[Example], tokenizer, cfg: SFTConfig,
         raise UserError(f"{where}: no room for the chain of thought: every prompt fills it "
                         f"(the longest is {longest} tokens); raise --max-length or shorten --template")
     if report:
-        print(f"sft: warning: {len(features) - len(kept)} of {len(features)} examples skipped: their "
+        print(f"{label}: warning: {len(features) - len(kept)} of {len(features)} examples skipped: their "
               f"prompt fills {where} (the longest is {longest} tokens)")
     return kept
 
