@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import common  # noqa: E402
 from benchmarks.estimate import RssSampler, rss_mib  # noqa: E402
+from benchmarks.rl_step import worktree  # noqa: E402
 
 MMAP_THRESHOLD = 64 * 1024
 DEFAULT_REF = "5d04bf6"
@@ -107,14 +108,6 @@ def prompt_tokens(mdir: Path) -> float:
     vocab = words(2000, seed=1)
     qs = [" ".join(rng.choice(vocab) for _ in range(WORDS_IN_QUESTION)) for _ in range(8)]
     return sum(len(tok(build_prompt(q, cot="nl"))["input_ids"]) for q in qs) / len(qs)
-
-
-def worktree(ref: str) -> Path:
-    path = Path(tempfile.gettempdir()) / f"reft-ref-{ref}"
-    if not (path / "src").exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
-                       check=True, capture_output=True)
-    return path / "src"
 
 
 def run_child(spec: dict, src: Path, threads: int) -> dict:
