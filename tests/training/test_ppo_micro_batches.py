@@ -177,3 +177,22 @@ def test_sampler_logprobs_and_values_equal_the_rollout_forward():
     assert mask.sum() > 10
     for i in (1, 2, 3):  # old log-probs, reference log-probs, values
         torch.testing.assert_close(out["sampler"][i][mask], out["forward"][i][mask], rtol=0, atol=1e-5)
+
+
+def test_micro_batches_are_as_many_on_every_process_when_asked(parts):
+    """Collective forwards (ZeRO-3) or backward passes (DDP) must pair up: a process with
+    fewer micro-batches than the busiest repeats its first row, marked not real."""
+    import reft.training.ppo as ppo
+
+    _, _, seqs = parts
+    mine = len(seqs.micro_batches(20))
+    acc = SimpleNamespace(num_processes=2, device="cpu",
+                          gather=lambda t: torch.cat([t, t + 3]))  # the other process: 3 more
+    cfg = PPOConfig(micro_batch_tokens=20)
+    split = ppo._micro_split(seqs, cfg, acc, pad=True)
+    assert len(split) == mine + 3
+    assert [real for _, real in split] == [True] * mine + [False] * 3
+    assert all(len(idx) == 1 for idx, real in split if not real)
+    assert len(ppo._micro_split(seqs, cfg, acc, pad=False)) == mine
+    (whole, real), = ppo._micro_split(seqs, cfg, acc, pad=True, whole=True)
+    assert real and whole.tolist() == list(range(len(seqs)))

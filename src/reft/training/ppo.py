@@ -39,7 +39,7 @@ from reft.models.dropout import dropout_off
 from reft.rollout.rollout import Experience, Sequences, build_sequences
 from reft.rollout.sample import Scored, sample_and_score
 from reft.rollout.sampler import question_seed
-from reft.runtime.dist import all_done_fn, shard
+from reft.runtime.dist import all_done_fn, shard, shards_params
 from reft.training.loop import Loop
 from reft.training.ppo_setup import PPORun, setup_ppo
 
@@ -107,20 +107,22 @@ def rollout_forward(run: PPORun, scored: Scored):
     old, values = _from_sampler(run, gens, ref.shape)
     forward = old is None or (values is None and run.critic == "separate")
     old = torch.zeros_like(ref) if old is None else old
-    for idx in seqs.micro_batches(cfg.micro_batch_tokens):
+    # with sharded parameters (ZeRO-3) every forward is collective: as many on every process
+    for idx, real in _micro_split(seqs, cfg, acc, pad=shards_params(acc)):
         mb = seqs.select(idx).trim()
         t = mb.response_mask.size(1)
         if forward:
             logits, v = run.ac(**mb.model_inputs())
-            if gens.logprobs is None:
+            if real and gens.logprobs is None:
                 old[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
             del logits
-            if v is not None:
+            if real and v is not None:
                 values = torch.zeros_like(old) if values is None else values
                 values[idx, :t] = v.float()
         with acc.autocast():
             logits = lm_response_logits(run.ref, **mb.model_inputs())
-        ref[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
+        if real:
+            ref[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
         del logits
     return seqs, old, ref, values
 
@@ -201,7 +203,10 @@ def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc,
     """One optimizer step on a mini-batch: clipped policy loss (+ value loss, + KL loss),
     its gradient accumulated over micro-batches of at most ``--micro-batch-tokens`` tokens.
     None when the step was skipped (non-finite loss or gradients, ``loop`` given)."""
-    parts = _micro_split(mb, cfg, acc)
+    # DDP's gradient all-reduce (in the last backward pass) is collective: as many passes on
+    # every process; DeepSpeed's engine steps the optimizer in every backward pass: one
+    parts = _micro_split(mb, cfg, acc, pad=acc.num_processes > 1,
+                         whole=acc.state.deepspeed_plugin is not None)
     local = agg_count(mb.response_mask, cfg.loss_agg)  # units (tokens or sequences)
     total = acc.reduce(local.clone(), "sum")
     sums: dict[str, torch.Tensor] = {}
@@ -260,16 +265,17 @@ def _losses(ac, part: Experience, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     return loss, stats
 
 
-def _micro_split(mb: Experience, cfg: PPOConfig, acc) -> list[tuple[torch.Tensor, bool]]:
-    """The mini-batch's micro-batches as (row indices, real), as many on every process: a
-    process with fewer repeats its first rows with no weight, so backward passes (and
-    DDP's collectives) pair up. One micro-batch under DeepSpeed, whose engine steps the
-    optimizer in every backward pass."""
-    if acc.state.deepspeed_plugin is not None:
-        return [(torch.arange(len(mb), device=mb.input_ids.device), True)]
-    groups = mb.micro_batches(cfg.micro_batch_tokens)
+def _micro_split(seqs: Sequences, cfg: PPOConfig, acc, pad: bool, whole: bool = False
+                 ) -> list[tuple[torch.Tensor, bool]]:
+    """The rows' micro-batches of at most ``--micro-batch-tokens`` tokens as (row indices,
+    real); ``whole``: one of all the rows. ``pad``: as many on every process (collective
+    forwards or backward passes pair up): a process with fewer repeats its first row, not
+    real (no weight, nothing kept)."""
+    if whole:
+        return [(torch.arange(len(seqs), device=seqs.input_ids.device), True)]
+    groups = seqs.micro_batches(cfg.micro_batch_tokens)
     n = len(groups)
-    if acc.num_processes > 1:
+    if pad and acc.num_processes > 1:
         n = int(acc.gather(torch.tensor([n], device=acc.device)).max())
     return [(g, True) for g in groups] + [(groups[0][:1], False)] * (n - len(groups))
 
