@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,17 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import common  # noqa: E402
 from benchmarks.estimate import RssSampler, rss_mib  # noqa: E402
+from benchmarks.memory import MMAP_THRESHOLD, peak_mib  # noqa: E402
 from benchmarks.rl_step import worktree  # noqa: E402
 
-MMAP_THRESHOLD = 64 * 1024
 DEFAULT_REF = "5d04bf6"
 """The tree before issue 21's work: one forward over the whole rollout, logits at every
 position (and a ``/ temperature`` copy), no micro-batches."""
 WORDS_IN_QUESTION = 115
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def words(n: int, seed: int = 0) -> list[str]:

@@ -87,18 +87,16 @@ class Sequences:
         p_len = self.attention_mask[:, : self.prompt_len].sum(1).tolist()
         r_len = self.response_mask.sum(1).long().clamp(min=1).tolist()
         order = sorted(range(n), key=lambda i: p_len[i] + r_len[i], reverse=True)
-        groups: list[list[int]] = []
+        groups: list[list[int]] = [[]]
         width_p = width_r = 0
         for i in order:
             wp, wr = max(width_p, p_len[i]), max(width_r, r_len[i])
-            if groups and groups[-1] and (len(groups[-1]) + 1) * (wp + wr) > token_budget:
+            if groups[-1] and (len(groups[-1]) + 1) * (wp + wr) > token_budget:
                 groups.append([])
                 wp, wr = p_len[i], r_len[i]
-            if not groups:
-                groups.append([])
             groups[-1].append(i)
             width_p, width_r = wp, wr
-        return [torch.tensor(g, device=dev) for g in groups]
+        return [torch.tensor(g, device=dev) for g in groups if g]
 
 
 @dataclass(frozen=True)
