@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,15 @@ pytest_plugins = ["tests.fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("REFT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pytest_configure(config) -> None:
+    """Ctrl-C raises KeyboardInterrupt in this process and in the processes it starts, also
+    when the suite was launched with SIGINT ignored (``cmd &`` from a script or ``nohup``:
+    Python then installs no handler, and the ignored disposition passes to every child, so
+    the tests of interrupted runs and of programs that signal themselves could not pass)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,12 @@ def metrics_from_predictions(records: list[dict], k: int) -> dict[str, float]:
             vote += v is not None and any(s["correct"] for s in r["samples"] if s["pred"] == v)
         out["pass@k"], out["vote@k"] = pass_k / n, vote / n
     if all("rerank_scores" in r for r in records):
-        picks = [r["rerank_scores"].index(max(r["rerank_scores"])) for r in records]
-        out["rerank@k"] = sum(r["samples"][i]["correct"] for r, i in zip(records, picks,
-                                                                          strict=True)) / n
+        # the highest-scored sample among those with an answer (the release's
+        # evaluate_rerank); a question whose samples gave none counts as wrong
+        right = 0
+        for r in records:
+            answered = [(s, x) for s, x in zip(r["rerank_scores"], r["samples"], strict=True)
+                        if x["pred"] is not None]
+            right += bool(answered) and max(answered, key=lambda p: p[0])[1]["correct"]
+        out["rerank@k"] = right / n
     return out

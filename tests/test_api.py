@@ -28,5 +28,11 @@ def test_sft_then_ppo_then_evaluate(tmp_path, tiny_model_dir, tiny_data):
     summary = reft.evaluate(EvalConfig(model=str(final), test_file=str(tiny_data.test),
                                        out=str(tmp_path / "eval"), max_examples=4,
                                        sampling=SamplingConfig(max_new_tokens=8)))
-    assert 0 <= summary["top1"] <= 100 and summary["n"] == 4
+    assert summary["n"] == 4
+    # top-1 is the share of questions whose greedy completion was judged right
+    from tests.fixtures import metrics_from_predictions
+
+    preds = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 4
+    assert summary["top1"] == metrics_from_predictions(preds, k=0)["top1"]
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["top1"] == summary["top1"]

@@ -165,12 +165,21 @@ def test_bad_config_is_one_line_naming_key_and_section(extra, words):
 
 
 def test_reranker_section_feeds_rerank_at_k():
+    """As the release (exps/paper_exps/Rerank): the warm-up samples the training questions, and
+    every evaluated model is reranked by its own reward model, initialised from it."""
+    from reft.pipeline.spec import rerankers
+
     p = parse_pipeline({**BASE, "reranker": {"epochs": 1, "sample": {"k": 3}}, "eval": {"k": 2}},
                        "pipe.yaml", out="o")
-    assert p.configs["reranker"].model == "o/sft/final"
-    assert p.configs["reranker"].samples == "o/reranker/samples.jsonl"
-    assert (p.sample.k, p.sample.model) == (3, "o/sft/final")
-    assert p.configs["eval"].rerank == "o/reranker/final"
+    assert (p.sample.k, p.sample.model, p.sample.out) == (3, "o/warmup/final", "o/reranker/samples.jsonl")
+    own = rerankers(p)
+    assert list(own) == ["warmup", *p.methods] and p.methods
+    for name, cfg in own.items():
+        assert (cfg.model, cfg.out) == (f"o/{name}/final", f"o/{name}/reranker")
+        assert cfg.samples == "o/reranker/samples.jsonl" and cfg.epochs == 1
+    # a reward model named in eval is used as it is, for every model
+    p = parse_pipeline({**BASE, "reranker": {"epochs": 1}, "eval": {"k": 2, "rerank": "rm"}}, "pipe.yaml", out="o")
+    assert rerankers(p) == {} and p.configs["eval"].rerank == "rm"
 
 
 def test_unknown_key_exits_2_with_one_line(tmp_path, python):
@@ -260,13 +269,14 @@ def test_reranker_trained_on_samples_gives_rerank_at_k(tmp_path, capsys, one_thr
                          "sample": {"k": 3, "max_new_tokens": 8}})
     path.write_text(yaml.safe_dump(cfg))
     main(Namespace(config=str(path)))
-    assert "pipeline: reranker: finished" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "pipeline: reranker: finished" in said and "pipeline: warmup/reranker: finished" in said
     out = tmp_path / "run"
     samples = [json.loads(line) for line in (out / "reranker/samples.jsonl").open()]
     assert len(samples) == 24 and all(len(r["samples"]) == 3 for r in samples)
-    assert yaml.safe_load((out / "reranker/config.yaml").read_text())["model"].endswith("warmup/final")
+    assert yaml.safe_load((out / "warmup/reranker/config.yaml").read_text())["model"].endswith("warmup/final")
     results = json.loads((out / "results.json").read_text())
-    assert list(results["stages"]) == ["model", "warmup", "reranker"]
+    assert list(results["stages"]) == ["model", "warmup", "reranker", "warmup/reranker"]
     preds = read_predictions(out / "warmup/eval")
     assert all(len(p["rerank_scores"]) == 2 for p in preds)
     # rerank@k: the correctness of each question's highest-scored sample, averaged (and the

@@ -19,9 +19,10 @@ def _plan(level: str, n_train: int, warmup: tuple[int, float], epochs: int, sft_
           reft_lr: float, *, n_test: int = 500, mini_batch: int = 64, k: int = 4,
           sample_k: int = 2, curves: bool = True) -> dict:
     """A demo plan: ``warmup`` is (epochs, lr); SFT and ReFT both get ``epochs``; ``curves``
-    evaluates ReFT on 200 test problems every 16 steps (the report's accuracy plot)."""
+    evaluates ReFT on 200 validation problems every 16 steps (the report's accuracy plot;
+    held out from the training split, never the test set)."""
     return {
-        "n_train": n_train, "n_test": n_test, "level": level,
+        "n_train": n_train, "n_test": n_test, "n_val": 200 if curves else 0, "level": level,
         "model": {"init": "tiny", "hidden_size": 128, "layers": 4},
         "warmup": {"epochs": warmup[0], "lr": warmup[1], "batch_size": 8},
         "sft": {"epochs": epochs, "lr": sft_lr, "batch_size": 8, "warmup_ratio": 0.0},
@@ -81,7 +82,8 @@ def pipeline_spec(plan: dict, out: Path, seed: int, cot: str) -> dict:
         "out": str(out), "cot": cot, "seed": seed,
         "model": plan["model"],
         "data": {"train_file": str(out / "data" / "train.json"),
-                 "test_file": str(out / "data" / "test.json")},
+                 "test_file": str(out / "data" / "test.json"),
+                 **({"val_file": str(out / "data" / "val.json")} if plan["n_val"] else {})},
         "methods": ["sft", "reft"],
         "warmup": {**plan["warmup"], "log_every": 10},
         "sft": {**plan["sft"], "log_every": 10},
@@ -92,13 +94,17 @@ def pipeline_spec(plan: dict, out: Path, seed: int, cot: str) -> dict:
 
 
 def write_data(out: Path, plan: dict, seed: int, cot: str) -> None:
-    """The synthetic train/test splits (disjoint by construction), in ReFT's JSON format."""
-    from reft.data.synthetic import generate, write_reft_json
+    """The synthetic train/test splits (disjoint by construction) and a validation split held
+    out from the training one, in ReFT's JSON format."""
+    from reft.data.synthetic import generate, generate_validation, write_reft_json
 
     data = out / "data"
     if not (data / "train.json").exists():
         write_reft_json(generate(plan["n_train"], seed, "train", cot, plan["level"]),
                         data / "train.json", cot)
+    if plan["n_val"] and not (data / "val.json").exists():
+        write_reft_json(generate_validation(plan["n_val"], plan["n_train"], seed, cot, plan["level"]),
+                        data / "val.json", cot)
     if not (data / "test.json").exists():
         # the test set does not depend on --seed: every seed is measured on the same problems
         write_reft_json(generate(plan["n_test"], 0, "test", cot, plan["level"]),

@@ -82,3 +82,22 @@ def test_svamp_programs_score_one_under_default(shared_data):
     wrong = [(e.id, e.answer, j.pred) for e, j in zip(examples, judged, strict=True)
              if j.score != 1.0]
     assert not wrong, wrong[:20]
+
+
+def test_gsm8k_human_answers_agree_with_the_releases_test_golds(shared_data):
+    """The gold reft reads from GSM8K's own ``#### N`` line is, for every test question, the
+    release's ``answer_value`` for it (two sources of one number, read independently), and
+    the human annotation ending in it scores 1.0 against that gold under every parser."""
+    ours = load_examples(str(shared_data / "gsm8k/test.jsonl"), require_cot=True)
+    release = _rows(shared_data, "gsm8k/reft_test_set.json")  # the same questions, in order
+    assert len(ours) == len(release) == 1319
+
+    def words(text: str) -> list[str]:  # the release normalised some spaces (\xa0)
+        return text.split()
+
+    for e, r in zip(ours, release, strict=True):
+        assert words(e.question) == words(r["question"]), r["item_id"]
+        assert float(e.answer) == pytest.approx(float(r["answer_value"]), abs=1e-9), r["item_id"]
+    targets = [build_target(e) for e in ours]
+    for parser in ("default", "release", "lenient"):
+        assert set(score(targets, [r["answer_value"] for r in release], parser=parser)) == {1.0}

@@ -21,6 +21,8 @@ PPO = ["ppo", "--max-steps", 2, "--ppo-epochs", 2, "--max-new-tokens", 12, "--lr
        "--log-every", 1, "--save-every", 1, "--mixed-precision", "no"]
 EVAL = ["eval", "--k", 3, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--gen-batch-size", 4]
 SAMPLE = ["sample", "--k", 2, "--max-new-tokens", 12, "--max-examples", N_EVAL, "--gen-batch-size", 4]
+ONLINE = ["selftrain", "--mode", "online", "--max-steps", 2, "--samples-per-question", 2,
+          "--max-new-tokens", 12, "--lr", 1e-3, "--log-every", 1, "--mixed-precision", "no"]
 
 
 def _commands(model, data, out, world: int) -> dict[str, list]:
@@ -36,6 +38,7 @@ def _commands(model, data, out, world: int) -> dict[str, list]:
                       "--micro-batch-tokens", 1, "--out", out / "ppo_micro"],
         "ppo_lora": [*PPO, *train, "--rollout-batch-size", per, "--mini-batch-size", per,
                      "--lora-r", 4, "--lr", 1e-2, "--out", out / "ppo_lora"],
+        "online": [*ONLINE, *train, "--rollout-batch-size", per, "--out", out / "online"],
         "eval": [*EVAL, "--model", model, "--test-file", data.test, "--out", out / "eval"],
         "sample": [*SAMPLE, "--model", model, "--data-file", data.test, "--out", out / "s.jsonl"],
     }
@@ -103,6 +106,20 @@ def test_ppo_two_processes_reach_the_weights_of_one(run, runs, tiny_model_dir):
     for r1, r2 in zip(rows1, rows2, strict=True):
         for key in ("reward/mean", "response/length", "policy/kl"):  # per-sequence means
             assert r2[key] == pytest.approx(r1[key], rel=1e-3, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_online_selftrain_two_processes_reach_the_weights_of_one(runs, tiny_model_dir):
+    """Online self-training: each process samples its questions (per-question seeds), and the
+    two NLL terms are token means over the global batch, so 2 processes step as 1."""
+    one, two = runs
+    final = model_weights(two / "online" / "final")
+    assert weights_changed(model_weights(tiny_model_dir), final)
+    _assert_close(model_weights(one / "online" / "final"), final)
+    rows1, rows2 = (_without_timing(read_metrics(d / "online")) for d in (one, two))
+    assert [r["step"] for r in rows2] == [1, 2]
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        assert r2 == pytest.approx(r1, rel=1e-4, abs=1e-7)
 
 
 @pytest.mark.slow

@@ -103,7 +103,8 @@ def test_eval_cli_metrics_on_controlled_completions(tmp_path, tiny_model_dir, ti
                                                     monkeypatch):
     """``reft eval --k 3 --rerank`` with the completions and reranker scores fixed per
     question, so every metric in eval.json is known by hand. R = right answer, W / W2 = two
-    different wrong answers, N = no answer; the reranker scores the samples 0, 2, 1."""
+    different wrong answers, N = no answer; the reranker scores the samples 0, 2, 1, and
+    rerank@k takes the best-scored sample that gave an answer (the release's rule)."""
     import reft.eval.runner as runner
     import reft.rollout.sampler as sampler
     from reft.data import load_examples
@@ -111,13 +112,13 @@ def test_eval_cli_metrics_on_controlled_completions(tmp_path, tiny_model_dir, ti
 
     examples = load_examples(str(tiny_data.test))
     assert len(examples) == 6
-    plan = [  # greedy, samples          top1  vote           pass@3  rerank (2nd sample)
-        ("R", ["R", "R", "W"]),   # q0    1     R (2 of 3)     1       1
-        ("W", ["W", "W", "R"]),   # q1    0     W (2 of 3)     1       0
-        ("W", ["N", "N", "R"]),   # q2    0     R (only one)   1       0
-        ("N", ["W", "N", "N"]),   # q3    0     W              0       0
-        ("W", ["N", "N", "N"]),   # q4    0     none           0       0
-        ("R", ["R", "W", "W2"]),  # q5    1     R (tie: first) 1       0
+    plan = [  # greedy, samples          top1  vote           pass@3  rerank (2nd, else 3rd, else 1st)
+        ("R", ["R", "R", "W"]),   # q0    1     R (2 of 3)     1       1 (2nd)
+        ("W", ["W", "W", "R"]),   # q1    0     W (2 of 3)     1       0 (2nd)
+        ("W", ["N", "N", "R"]),   # q2    0     R (only one)   1       1 (3rd: the 2nd has no answer)
+        ("N", ["W", "N", "N"]),   # q3    0     W              0       0 (1st)
+        ("W", ["N", "N", "N"]),   # q4    0     none           0       0 (no answer at all)
+        ("R", ["R", "W", "W2"]),  # q5    1     R (tie: first) 1       0 (2nd)
     ]
 
     def text(e, kind):
@@ -148,7 +149,8 @@ def test_eval_cli_metrics_on_controlled_completions(tmp_path, tiny_model_dir, ti
     assert summary["top1"] == pytest.approx(2 / 6)
     assert summary["vote@k"] == pytest.approx(3 / 6)
     assert summary["pass@k"] == pytest.approx(4 / 6)
-    assert summary["rerank@k"] == pytest.approx(1 / 6)
+    assert summary["rerank@k"] == pytest.approx(2 / 6)
+    assert [r["rerank_correct"] for r in records] == [True, False, True, False, False, False]
     assert [r["correct"] for r in records] == [g == "R" for g, _ in plan]
     assert [[s["correct"] for s in r["samples"]] for r in records] == [
         [x == "R" for x in s] for _, s in plan]

@@ -153,6 +153,25 @@ def test_rerank_pick_nan_never_wins():
     assert rerank_pick([float("nan"), 0.1, 0.2]) == 2
 
 
+def test_rerank_pick_ranks_only_samples_with_an_answer():
+    """As the release's evaluate_rerank: the best-scored sample that gave an answer."""
+    assert rerank_pick([0.9, 0.4, 0.6], [False, True, True]) == 2
+    assert rerank_pick([0.9, 0.4], [False, False]) is None
+    assert rerank_pick([0.1, 0.2], [True, True]) == rerank_pick([0.1, 0.2]) == 1
+    with pytest.raises(ValueError):
+        rerank_pick([0.1, 0.2], [True])
+
+
+def test_candidate_is_what_votes_and_is_reranked():
+    from reft.eval.metrics import candidate
+
+    # a sample's extracted answer (``pred``) as the vote and the reranker read it
+    assert candidate("18", "numeric") == 18.0
+    assert candidate(None, "numeric") is None and candidate("no answer here", "numeric") is None
+    assert candidate("c", "mc") == "c"
+    assert candidate("(c)", "mc", parser="release") is None  # longer than one letter
+
+
 def test_rerank_pick_empty_raises():
     with pytest.raises(ValueError):
         rerank_pick([])

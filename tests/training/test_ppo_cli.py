@@ -40,6 +40,12 @@ def _check_step_rows(rows: list[dict], steps: int, keys: set[str]) -> None:
             # explained variance is nan by definition when the returns do not vary
             assert finite(v) or (k == "value/explained_variance" and math.isnan(v)), (k, v)
         assert 0 <= r["reward/accuracy"] <= r["reward/mean"] <= 1  # scores are 1, 0.1 or 0
+        # each score is 1, 0.1 or 0: the mean is accuracy + 0.1 x (the share with a wrong
+        # answer), and with 2 or 4 rollouts a step both shares are multiples of 1/4
+        wrong = (r["reward/mean"] - r["reward/accuracy"]) / 0.1
+        for share in (wrong, r["reward/accuracy"]):
+            assert 4 * share == pytest.approx(round(4 * share), abs=1e-4)
+        assert 0 <= wrong <= 1 - r["reward/accuracy"] + 1e-6
         assert 0 <= r["policy/clipfrac"] <= 1 and 0 <= r["response/truncated_frac"] <= 1
         assert 1 <= r["response/length"] <= 16
 
@@ -49,7 +55,7 @@ def ppo_run(tmp_path_factory, tiny_model_dir, tiny_data):
     """Two PPO steps with periodic eval every 2 steps and a checkpoint every step."""
     cwd = tmp_path_factory.mktemp("ppo")
     proc = run_reft("ppo", "--model", tiny_model_dir, "--train-file", tiny_data.train,
-                    "--test-file", tiny_data.test, "--eval-examples", 2, "--eval-every", 2,
+                    "--val-file", tiny_data.test, "--eval-examples", 2, "--eval-every", 2,
                     "--max-steps", 2, "--save-every", 1, "--lr", 1e-3, "--out", "run", *SMALL,
                     cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]

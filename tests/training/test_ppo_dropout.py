@@ -27,13 +27,14 @@ def dropout_model(tmp_path_factory, tiny_model_dir):
     return out
 
 
-@pytest.mark.parametrize("gradient_checkpointing, micro_batch_tokens",
-                         [(False, 8192), (True, 8192), (False, 40)])
-def test_first_ppo_ratio_is_one_with_dropout(gradient_checkpointing, micro_batch_tokens, tmp_path,
+@pytest.mark.parametrize("gradient_checkpointing, micro_batch_tokens, pack",
+                         [(False, 8192, False), (True, 8192, False), (False, 40, False),
+                          (False, 60, True), (True, 8192, True)])
+def test_first_ppo_ratio_is_one_with_dropout(gradient_checkpointing, micro_batch_tokens, pack, tmp_path,
                                              dropout_model, tiny_data, monkeypatch):
     """The first ratio is 1 and nothing is clipped, also when the rollout forward and the
     update cut the rollout into different micro-batches (``micro_batch_tokens`` 40: a row or
-    two each, grouped differently)."""
+    two each, grouped differently), and on packed rows (``--pack``)."""
     import reft.training.ppo as ppo
     from reft.config import PPOConfig
 
@@ -56,7 +57,7 @@ def test_first_ppo_ratio_is_one_with_dropout(gradient_checkpointing, micro_batch
     monkeypatch.setattr(ppo, "dropout_off", dropout_off)
     cfg = PPOConfig(model=str(dropout_model), train_file=str(tiny_data.train), out=str(tmp_path / "run"),
                     rollout_batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=1,
-                    mixed_precision="no", lr=1e-3, micro_batch_tokens=micro_batch_tokens,
+                    mixed_precision="no", lr=1e-3, micro_batch_tokens=micro_batch_tokens, pack=pack,
                     gradient_checkpointing=gradient_checkpointing, sampling=SamplingConfig(max_new_tokens=12))
     ppo.train_ppo(cfg)
     ratio, clipfrac, checkpointing = seen[0]

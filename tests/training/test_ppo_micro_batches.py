@@ -110,19 +110,24 @@ def test_rollout_forward_in_micro_batches_equals_one_forward(parts, budget, monk
         torch.testing.assert_close(micro[mask], whole[mask], rtol=0, atol=1e-5)
 
 
+def random_experience(seqs) -> Experience:
+    """``seqs`` with old/reference log-probs, values, advantages and returns drawn at random."""
+    g = torch.Generator().manual_seed(1)
+    shape = seqs.response_mask.shape
+    return Experience(**{f: getattr(seqs, f) for f in seqs.__dataclass_fields__},
+                      old_logprobs=-torch.rand(shape, generator=g) * 3,
+                      ref_logprobs=-torch.rand(shape, generator=g) * 3,
+                      values=torch.randn(shape, generator=g) * 0.1,
+                      advantages=torch.randn(shape, generator=g),
+                      returns=torch.randn(shape, generator=g))
+
+
 @pytest.mark.parametrize("loss_agg", ["seq-mean-token-mean", "token-mean"])
 def test_update_in_micro_batches_takes_the_same_step(parts, loss_agg):
     """Gradient accumulation over micro-batches (each weighted by its share of the
     aggregation units) gives the step of one backward pass over the mini-batch."""
     ac, _, seqs = parts
-    g = torch.Generator().manual_seed(1)
-    shape = seqs.response_mask.shape
-    exp = Experience(**{f: getattr(seqs, f) for f in seqs.__dataclass_fields__},
-                     old_logprobs=-torch.rand(shape, generator=g) * 3,
-                     ref_logprobs=-torch.rand(shape, generator=g) * 3,
-                     values=torch.randn(shape, generator=g) * 0.1,
-                     advantages=torch.randn(shape, generator=g),
-                     returns=torch.randn(shape, generator=g))
+    exp = random_experience(seqs)
     results = []
     for budget in (0, 25):
         model = copy.deepcopy(ac)

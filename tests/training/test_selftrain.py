@@ -255,8 +255,11 @@ def test_online_run_samples_in_lock_step_with_sharded_params(monkeypatch, tmp_pa
         seen.append((len(examples), all_done))
         return real_sample(model, tok, examples, cfg, k, seeds, all_done=all_done)
 
-    def nll_step(*args):
-        steps.append(real_step(*args))
+    def nll_step(lm, *args):
+        # the update trains in training mode (the model's own dropout), as SFT does and the
+        # release's train_rl_sl.py (model.train() after its rollout); sampling is in eval mode
+        assert lm.training and all(m.training for m in lm.modules())
+        steps.append(real_step(lm, *args))
         return steps[-1]
 
     monkeypatch.setattr(sample_mod, "sample_records", sample_records)

@@ -234,8 +234,8 @@ class PPOConfig(TrainArgs):
     """Warm-up checkpoint (policy init; the frozen reference is a copy of it)."""
     train_file: str = ""
     """Training questions with gold answers."""
-    test_file: str = ""
-    """Held-out data for periodic top-1 evaluation (optional)."""
+    val_file: str = ""
+    """Validation questions for the periodic greedy top-1 (--eval-every; optional). Not the test set: that is read once, by the final reft eval."""
     out: str = "runs/ppo"
     """Run directory."""
     epochs: int = 1
@@ -247,7 +247,9 @@ class PPOConfig(TrainArgs):
     mini_batch_size: int = 16
     """Sequences per PPO mini-batch (one optimizer step each)."""
     micro_batch_tokens: int = 8192
-    """Most tokens (rows x padded length) in one forward: the rollout's old-policy and reference forwards and the update's gradient-accumulation micro-batches are cut to it (0 = one forward per mini-batch / rollout)."""
+    """Most tokens (rows x padded length; real tokens with --pack) in one forward: the rollout's old-policy and reference forwards and the update's gradient-accumulation micro-batches are cut to it (0 = one forward per mini-batch / rollout)."""
+    pack: bool = False
+    """Run PPO's forwards on packed rows (no padding; sequences kept apart by position ids): pays with flash attention, not with sdpa/eager, whose block mask costs the square of the packed length."""
     sampler_logprobs: bool = False
     """Take the old policy's log-probs (and the shared head's values) from the sampler's decode steps instead of a second forward over the rollout (exact in fp32; under bf16 the first PPO ratio is then not exactly 1)."""
     ppo_epochs: int = 2
@@ -306,10 +308,8 @@ class PPOConfig(TrainArgs):
         "micro_batch_tokens": NON_NEGATIVE,
         "ppo_epochs": COUNT,
         "kl_coef": NON_NEGATIVE,
-        "gamma": FRACTION,
-        "lam": FRACTION,
-        "clip_eps": POSITIVE,
-        "value_clip": POSITIVE,
+        "gamma": FRACTION, "lam": FRACTION,
+        "clip_eps": POSITIVE, "value_clip": POSITIVE,
         "vf_coef": NON_NEGATIVE,
         "value_lr": POSITIVE,
         "partial_reward": FRACTION,
@@ -356,7 +356,7 @@ class SelfTrainConfig(SFTConfig):
     """Self-training baselines: offline (sample once, filter, SFT on the union) or online."""
 
     mode: str = "offline"
-    """offline: sample k CoTs per question from --model, keep at most --max-per-question correct distinct ones, then continue SFT from --model on the data + them (--epochs, --lr as SFT). The release (train_sl_model.py, exps/paper_exps/OffSL) samples 100 per question from the warm-up model and keeps at most 10, like reft, but fine-tunes the base model (CodeLlama/Galactica), not the warm-up, for 20 epochs at lr 1e-5; to match it, sample into OUT/samples.jsonl with the warm-up and pass the base model as --model. online (the release's train_rl_sl.py): each step samples --samples-per-question CoTs per question with the current policy and takes --updates-per-batch optimizer steps on 1/2 NLL(correct samples) + 1/2 NLL(gold CoTs), each a token mean over the global batch; default lr 3e-7 for real models (the release's), as ReFT."""
+    """offline: sample k CoTs per question from --model, keep at most --max-per-question correct distinct ones, then continue SFT from --model on the data + them (--epochs, --lr as SFT). The release (train_sl_model.py, exps/paper_exps/OffSL) samples 100 per question from the warm-up model and keeps at most 10 (as the paper configs in configs/ do; the defaults are small for quick runs), but fine-tunes the base model (CodeLlama/Galactica), not the warm-up, for 20 epochs at lr 1e-5; to match it, sample into OUT/samples.jsonl with the warm-up and pass the base model as --model. online (the release's train_rl_sl.py): each step samples --samples-per-question CoTs per question with the current policy and takes --updates-per-batch optimizer steps on 1/2 NLL(correct samples) + 1/2 NLL(gold CoTs), each a token mean over the global batch; default lr 3e-7 for real models (the release's), as ReFT."""
     k: int = 4
     """Offline: samples per training question (the release: 100; the default is small for quick runs)."""
     max_per_question: int = 4

@@ -263,6 +263,25 @@ def generate(n: int, seed: int = 0, split: str = "train", cot: str = "nl",
             for i, p in enumerate(generate_problems(n, seed, split, level))]
 
 
+def generate_validation(n: int, n_train: int, seed: int = 0, cot: str = "nl",
+                        level: str = "standard") -> list[Example]:
+    """``n`` problems of the training split held out from ``generate(n_train, seed, ...)``:
+    drawn after its problems (which stay the same), and none with the family and numbers of
+    any of them (``content_key``), so that a choice made on them is not made on training twins."""
+    problems = generate_problems(n_train + 3 * n + 100, seed, "train", level)
+    taken = {content_key(p.family, p.params) for p in problems[:n_train]}
+    held = []
+    for p in problems[n_train:]:
+        key = content_key(p.family, p.params)
+        if key not in taken and len(held) < n:
+            held.append(p)
+            taken.add(key)
+    if len(held) < n:
+        raise UserError(f"could only hold out {len(held)} validation problems, not {n}")
+    return [Example(f"synth-val-{i}", p.question, str(p.answer), render(p, cot=cot))
+            for i, p in enumerate(held)]
+
+
 def _check_cot(cot: str) -> None:
     if cot not in COT_STYLES:
         raise UserError(f"unknown CoT style {cot!r} (choose {' or '.join(COT_STYLES)})")

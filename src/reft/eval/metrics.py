@@ -14,6 +14,16 @@ NUMERIC_TOL = TOLERANCE
 with ``abs(pred - gold) <= 1e-2``), so "18" and "18.0" vote together."""
 
 
+def candidate(pred: str | None, task: str = "numeric", parser: str = DEFAULT_PARSER):
+    """The value of an answer that may be voted for or reranked, else None: it parses, and
+    for task mc it is one letter (the release's ``sampling.py`` and ``train_reward_model.py``
+    both drop the others)."""
+    value = parse_answer(pred, task, parser)
+    if value is None or (task == "mc" and len(value) != 1):  # type: ignore[arg-type]
+        return None
+    return value
+
+
 def majority_vote(preds: list[str | None], task: str = "numeric",
                   parser: str = DEFAULT_PARSER) -> str | None:
     """The most common answer among ``preds``, as first written; None when none voted.
@@ -33,8 +43,8 @@ def majority_vote(preds: list[str | None], task: str = "numeric",
     """
     groups: list[list] = []  # [value, first answer as written, votes], in order of appearance
     for pred in preds:
-        value = parse_answer(pred, task, parser)
-        if value is None or (task == "mc" and len(value) != 1):  # type: ignore[arg-type]
+        value = candidate(pred, task, parser)
+        if value is None:
             continue
         for group in groups:
             if same_value(group[0], value, task):
@@ -67,13 +77,23 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - miss
 
 
-def rerank_pick(scores: list[float]) -> int:
-    """Index of the highest score; ties go to the first. NaN scores never win."""
+def rerank_pick(scores: list[float], valid: list[bool] | None = None) -> int | None:
+    """Index of the highest score among the ``valid`` samples (all without it); ties go to
+    the first, NaN scores never win; None when no sample is valid.
+
+    Valid means the sample gave an answer (``candidate``): the release's
+    ``train_reward_model.py`` (``evaluate_rerank``) ranks only samples with a prediction
+    value, and a question without one counts as wrong.
+    """
     if not scores:
         raise ValueError("rerank_pick needs at least one score")
-    best = 0
+    if valid is not None and len(valid) != len(scores):
+        raise ValueError(f"{len(valid)} validity flags for {len(scores)} scores")
+    best = None
     for i, score in enumerate(scores):
-        if score > scores[best] or (math.isnan(scores[best]) and not math.isnan(score)):
+        if valid is not None and not valid[i]:
+            continue
+        if best is None or score > scores[best] or (math.isnan(scores[best]) and not math.isnan(score)):
             best = i
     return best
 

@@ -60,7 +60,7 @@ def evaluate(
 def _add_samples(rec: dict, e: Example, sampled, sl: slice, cfg, scores) -> None:
     """A question's k samples, their majority vote and (with ``scores``) the reranked pick."""
     from reft.answers import is_correct
-    from reft.eval.metrics import majority_vote, rerank_pick
+    from reft.eval.metrics import candidate, majority_vote, rerank_pick
 
     judged = sampled.judged[sl]
     vote = majority_vote([j.pred for j in judged], cfg.task, cfg.answer_parser)
@@ -70,9 +70,10 @@ def _add_samples(rec: dict, e: Example, sampled, sl: slice, cfg, scores) -> None
     rec["vote"] = vote
     rec["vote_correct"] = vote is not None and is_correct(vote, e.answer, cfg.task, cfg.answer_parser)
     if scores is not None:
-        pick = rerank_pick(scores[sl])
+        pick = rerank_pick(scores[sl], [candidate(j.pred, cfg.task, cfg.answer_parser) is not None
+                                        for j in judged])
         rec["rerank_scores"] = scores[sl]
-        rec["rerank_correct"] = judged[pick].correct
+        rec["rerank_correct"] = pick is not None and judged[pick].correct
 
 
 def evaluate_sharded(model, tokenizer, examples: list[Example], cfg, k: int = 0,

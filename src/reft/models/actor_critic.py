@@ -35,10 +35,12 @@ class ActorCritic(nn.Module):
         return list(self.critic.parameters()) if self.critic_kind == "separate" else []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+                position_ids: torch.Tensor, prompt_len: int | torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T, V) logits predicting each of the T response tokens, and (B, T) values
         before each (or None). Sequences are [prompt (``prompt_len``) | response (T)]; the
-        LM head runs on the response-predicting positions only."""
+        LM head runs on the response-predicting positions only. A packed row
+        (``Packed.model_inputs``) gives (1, K, V) and (1, K) at its K kept positions."""
         kw = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
         values = None
         if self.critic_kind == "shared":
@@ -49,18 +51,24 @@ class ActorCritic(nn.Module):
         return logits, values
 
 
-def lm_response_logits(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       position_ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
+def lm_response_logits(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                       position_ids: torch.Tensor, prompt_len: int | torch.Tensor) -> torch.Tensor:
     """A causal LM's (B, T, V) logits at the positions predicting the T response tokens of
     [prompt (``prompt_len``) | response (T)] rows (``response_logits``), without a K/V
-    cache and, through transformers' ``logits_to_keep``, without logits for the prompt."""
-    n_keep = input_ids.size(1) - prompt_len + 1  # the last prompt position predicts token 0
+    cache and, through transformers' ``logits_to_keep``, without logits for the prompt.
+    A tensor ``prompt_len`` is a packed row's kept positions: (1, K, V)."""
+    packed = isinstance(prompt_len, torch.Tensor)
+    # the last prompt position predicts token 0
+    keep = prompt_len if packed else input_ids.size(1) - prompt_len + 1
     kw = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
               use_cache=False)
     try:
-        out = lm(**kw, logits_to_keep=n_keep)
+        out = lm(**kw, logits_to_keep=keep)
     except TypeError as e:  # a model without the argument: all logits, sliced below
         if "logits_to_keep" not in str(e):
             raise
         out = lm(**kw)
-    return out.logits[:, -n_keep:-1]
+    logits = out.logits
+    if not packed:
+        return logits[:, -keep:-1]
+    return logits if logits.size(1) == keep.numel() else logits[:, keep]

@@ -30,7 +30,11 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def response_logits(logits: torch.Tensor, prompt_len: int) -> torch.Tensor:
+def response_logits(logits: torch.Tensor, prompt_len: int | torch.Tensor) -> torch.Tensor:
     """(B, T, ...) outputs at the positions that predict the T response tokens of sequences
-    laid out as [prompt (``prompt_len``) | response (T)]: position P-1+t predicts token t."""
+    laid out as [prompt (``prompt_len``) | response (T)]: position P-1+t predicts token t.
+    A (K,) tensor ``prompt_len`` is the positions themselves (a packed row, ``Packed``):
+    (B, K, ...) outputs at those positions."""
+    if isinstance(prompt_len, torch.Tensor):
+        return logits[:, prompt_len]
     return logits[:, prompt_len - 1 : -1]

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reft.config import PPOConfig, RerankerConfig, SelfTrainConfig
+from reft.config import PPOConfig, RerankerConfig, SampleConfig, SelfTrainConfig
 from reft.errors import UserError
 from reft.pipeline.estimate import Estimate, Target, estimate, gib, model_dims
-from reft.pipeline.spec import Pipeline, TinyModel
+from reft.pipeline.spec import Pipeline, TinyModel, rerankers
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,9 @@ def describe(name: str, cfg: Any, n_train: int | None, n_test: int | None, t: Ta
     if name.endswith("eval"):
         return (f"k {s.k}, max_new_tokens {s.sampling.max_new_tokens}, gen_batch_size "
                 f"{s.sampling.gen_batch_size}", f"{_n(n_test)} questions x {1 + (s.k > 0)} passes")
+    if isinstance(s, SampleConfig):  # the warm-up's samples for the reward models
+        return (f"k {s.k}, max_new_tokens {s.sampling.max_new_tokens}, gen_batch_size "
+                f"{s.sampling.gen_batch_size}", f"{_n(n_train)} questions x {s.k} samples")
     if isinstance(s, PPOConfig):
         rl = _steps(n_train, s.rollout_batch_size * world, s.epochs, s.max_steps)
         per = s.ppo_epochs * math.ceil(s.rollout_batch_size * s.samples_per_question / s.mini_batch_size)
@@ -157,10 +160,15 @@ def describe(name: str, cfg: Any, n_train: int | None, n_test: int | None, t: Ta
 def stages(p: Pipeline) -> list[tuple[str, Any]]:
     """(name, config) of every stage after the model, in the order ``run_pipeline`` runs them."""
     out = [("warmup", p.configs["warmup"])] + [(m, p.configs[m]) for m in p.methods]
-    if "reranker" in p.configs:
-        out.append(("reranker", p.configs["reranker"]))
+    own = rerankers(p)
+    if own:
+        out.append(("reranker", p.sample))  # the warm-up's samples of the training questions
     ev = p.configs["eval"]
-    return out + [(f"{name}/eval", ev) for name in ["warmup", *p.methods]]
+    for name in ["warmup", *p.methods]:
+        if name in own:
+            out.append((f"{name}/reranker", own[name]))
+        out.append((f"{name}/eval", ev))
+    return out
 
 
 def dry_run(p: Pipeline, t: Target) -> str:
@@ -192,7 +200,7 @@ def dry_run(p: Pipeline, t: Target) -> str:
     k = p.sample.k if p.sample else 0
     for name, cfg in stages(p):
         settings, steps = describe(name, cfg, n_train, test.rows, t, k)
-        est = estimate(config, cfg, t, p.sample if name == "reranker" else None)
+        est = estimate(config, cfg, t)
         lines.append(f"  {order}. {name} ({type(cfg).__name__}): {settings}; {steps}")
         lines += [f"     note: {n}" for n in (*refusals(cfg, t), *est.notes)]
         rows.append((name, est))

@@ -31,8 +31,8 @@ SECTIONS: dict[str, type] = {
     "warmup": SFTConfig, "sft": SFTConfig, "reft": PPOConfig, "offline_st": SelfTrainConfig,
     "online_st": SelfTrainConfig, "eval": EvalConfig, "reranker": RerankerConfig,
 }
-MANAGED = ("model", "out", "resume", "train_file", "test_file", "data_file", "samples", "mode",
-           "cot", "task", "seed", "dtype", "template", "data_format", "columns", "hf_split",
+MANAGED = ("model", "out", "resume", "train_file", "test_file", "val_file", "data_file", "samples",
+           "mode", "cot", "task", "seed", "dtype", "template", "data_format", "columns", "hf_split",
            "max_examples")
 """Stage keys the pipeline fills in from its top-level keys and ``data:`` section."""
 
@@ -64,7 +64,9 @@ class DataSpec(SourceArgs):
     train_file: str = ""
     """Training data: a file or Hugging Face dataset name (a YAML list of them is concatenated)."""
     test_file: str = ""
-    """Test data: a file or Hugging Face dataset name."""
+    """Test data: a file or Hugging Face dataset name; read only by the final evaluation."""
+    val_file: str = ""
+    """Validation data for ReFT's periodic top-1 (``reft: {eval_every: N}``); none: no periodic evaluation."""
     test_split: str = "test"
     """Split of a Hugging Face dataset used for testing."""
     max_examples: int = 0
@@ -186,7 +188,7 @@ def _resolve_configs(p: Pipeline, raw: dict, label: str) -> None:
     fixed = {
         "warmup": dict(train, model=base, out=str(out / "warmup")),
         "sft": dict(train, model=warm, out=str(out / "sft")),
-        "reft": dict(train, model=warm, out=str(out / "reft"), test_file=d.test_file),
+        "reft": dict(train, model=warm, out=str(out / "reft"), val_file=d.val_file),
         "offline_st": dict(train, model=warm, out=str(out / "offline_st"), mode="offline"),
         "online_st": dict(train, model=warm, out=str(out / "online_st"), mode="online"),
         "eval": dict(shared, model=warm, out=str(out / "warmup" / "eval"), test_file=d.test_file,
@@ -198,10 +200,12 @@ def _resolve_configs(p: Pipeline, raw: dict, label: str) -> None:
         return
     section = dict(_mapping(raw["reranker"], f"{label}: reranker"))
     sample_raw = section.pop("sample", None)
-    source = str(out / ("sft" if "sft" in p.methods else "warmup") / "final")
+    # as the release (exps/paper_exps/Rerank): the warm-up samples the training questions once;
+    # each evaluated model gets its own reward model, initialised from it and trained on them
+    source = warm
     rdir = out / "reranker"
     p.configs["reranker"] = _section(RerankerConfig, section, dict(
-        shared, model=source, out=str(rdir), samples=str(rdir / "samples.jsonl"),
+        shared, model=source, out=str(out / "warmup" / "reranker"), samples=str(rdir / "samples.jsonl"),
         hf_split=d.hf_split, max_examples=d.max_examples), f"{label}: reranker")
     ev = p.configs["eval"]
     if ev.k < 1:
@@ -210,8 +214,17 @@ def _resolve_configs(p: Pipeline, raw: dict, label: str) -> None:
     p.sample = _section(SampleConfig, {**defaults, **_mapping(sample_raw, f"{label}: reranker")},
                         dict(shared, model=source, out=str(rdir / "samples.jsonl")),
                         f"{label}: reranker.sample")
-    if not ev.rerank:
-        p.configs["eval"] = dataclasses.replace(ev, rerank=str(rdir / "final"))
+
+
+def rerankers(p: Pipeline) -> dict[str, RerankerConfig]:
+    """The reward model of each evaluated model (the warm-up, then each method) when the
+    pipeline has a ``reranker`` section and ``eval.rerank`` names none: initialised from that
+    model's ``final/``, trained on the warm-up's samples, written to ``OUT/<model>/reranker``."""
+    if "reranker" not in p.configs or p.configs["eval"].rerank:
+        return {}
+    base = p.configs["reranker"]
+    return {m: dataclasses.replace(base, model=str(p.out / m / "final"), out=str(p.out / m / "reranker"))
+            for m in ("warmup", *p.methods)}
 
 
 def load_pipeline(path: str | Path, out: str | None = None) -> Pipeline:

@@ -11,7 +11,7 @@ from reft.config import EvalConfig, PPOConfig, SelfTrainConfig
 from reft.configio import to_dict
 from reft.errors import UserError
 from reft.pipeline.runner import Runner, Stage, _read_json, _say
-from reft.pipeline.spec import Pipeline, TinyModel, resolved_dict
+from reft.pipeline.spec import Pipeline, TinyModel, rerankers, resolved_dict
 
 _DATA_KEYS = ("train_file", "data_format", "columns", "hf_split", "max_examples", "cot", "task",
               "template", "seed")
@@ -33,6 +33,8 @@ def load_data(p: Pipeline) -> tuple[list, list]:
     if d.max_examples:
         train = train[: d.max_examples]
     test = load_examples(d.test_file, hf_split=d.test_split, max_examples=d.max_test_examples, **kw)
+    if d.val_file:  # read by ReFT's stage; a bad file stops the run now, not after the warm-up
+        load_examples(d.val_file, **kw)
     return train, test
 
 
@@ -59,14 +61,17 @@ def _tiny_stage(p: Pipeline, train: list) -> Stage:
     return Stage("model", {"spec": spec, "data": data}, run)
 
 
-def _training_stage(name: str, cfg: Any, train: list, test: list, deps: tuple[str, ...]) -> Stage:
+def _training_stage(name: str, cfg: Any, train: list, deps: tuple[str, ...]) -> Stage:
     def run(resume: bool) -> Path:
         c = dataclasses.replace(cfg, resume=resume)
         if isinstance(c, PPOConfig):
+            from reft.data import load_examples
             from reft.training.ppo import train_ppo
 
-            held_out = (test[: c.eval_examples] if c.eval_examples else test) if c.eval_every else []
-            return train_ppo(c, train, held_out)
+            # the periodic top-1 reads the validation data, never the test set
+            val = load_examples(c.val_file, data_format=c.data_format, columns=c.columns, task=c.task,
+                                cot=c.cot, max_examples=c.eval_examples) if c.val_file and c.eval_every else []
+            return train_ppo(c, train, val)
         if isinstance(c, SelfTrainConfig):
             from reft.training.selftrain import run_selftrain
 
@@ -78,21 +83,30 @@ def _training_stage(name: str, cfg: Any, train: list, test: list, deps: tuple[st
     return Stage(name, cfg, run, deps)
 
 
-def _reranker_stage(p: Pipeline, train: list, source: str) -> Stage:
-    rcfg, scfg = p.configs["reranker"], p.sample
+def _samples_stage(p: Pipeline, train: list) -> Stage:
+    """The warm-up's samples of the training questions, which every reward model trains on."""
+    scfg = p.sample
 
     def run(resume: bool) -> Path:
         from reft.models.loading import load_model, load_tokenizer, token_ids
         from reft.rollout.samples_file import run_sample
-        from reft.training.reranker import train_reranker
 
         model = load_model(scfg.model, dtype=scfg.dtype, device=_device())
         tokenizer = load_tokenizer(scfg.model, **token_ids(scfg))
         run_sample(scfg, train, model=model, tokenizer=tokenizer)
-        del model
+        return Path(scfg.out)
+
+    return Stage("reranker", {"sample": scfg}, run, ("warmup",))
+
+
+def _reranker_stage(name: str, rcfg: Any) -> Stage:
+    """``name``'s reward model (``spec.rerankers``)."""
+    def run(resume: bool) -> Path:
+        from reft.training.reranker import train_reranker
+
         return train_reranker(dataclasses.replace(rcfg, resume=resume))
 
-    return Stage("reranker", {"reranker": rcfg, "sample": scfg}, run, (source,))
+    return Stage(f"{name}/reranker", rcfg, run, (name, "reranker"))
 
 
 def _eval_stage(name: str, cfg: EvalConfig, test: list, deps: tuple[str, ...]) -> Stage:
@@ -139,20 +153,22 @@ def run_pipeline(p: Pipeline) -> dict:
     tiny = isinstance(p.model, TinyModel)
     if tiny:
         run(_tiny_stage(p, train))
-    warm = _training_stage("warmup", p.configs["warmup"], train, test, ("model",) if tiny else ())
+    warm = _training_stage("warmup", p.configs["warmup"], train, ("model",) if tiny else ())
     warm.settings = {"config": warm.settings, "base_model": None if tiny else p.model}
     finals = {"warmup": run(warm)}
     for m in p.methods:
-        finals[m] = run(_training_stage(m, p.configs[m], train, test, ("warmup",)))
-    ev, rerank_dep = p.configs["eval"], ()
-    if "reranker" in p.configs:
-        source = "sft" if "sft" in p.methods else "warmup"
-        rerank = run(_reranker_stage(p, train, source))
-        ev, rerank_dep = dataclasses.replace(ev, rerank=str(rerank)), ("reranker",)
+        finals[m] = run(_training_stage(m, p.configs[m], train, ("warmup",)))
+    ev, own = p.configs["eval"], rerankers(p)
+    if own:
+        run(_samples_stage(p, train))
     for name, final in finals.items():
         cfg = dataclasses.replace(ev, model=str(final), out=str(p.out / name / "eval"))
-        stage = _eval_stage(name, cfg, test, (name, *rerank_dep))
-        stage.settings = {"config": cfg, "reward_model": None if rerank_dep else cfg.rerank}
+        deps: tuple[str, ...] = (name,)
+        if name in own:
+            cfg = dataclasses.replace(cfg, rerank=str(run(_reranker_stage(name, own[name]))))
+            deps = (name, f"{name}/reranker")
+        stage = _eval_stage(name, cfg, test, deps)
+        stage.settings = {"config": cfg, "reward_model": None if name in own else cfg.rerank}
         run(stage)
     results = collect_results(p, run, list(finals), len(test))
     write_json_atomic(p.out / "results.json", results)

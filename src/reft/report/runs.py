@@ -98,11 +98,9 @@ def is_number(value: object) -> bool:
 
 
 def stage_accuracy(stage: Stage) -> dict:
-    """A table row for a stage: its eval.json, else the last periodic ``eval/top1``."""
-    row = {k: stage.eval[k] for k in ACCURACY_KEYS if stage.eval and k in stage.eval}
-    if "top1" not in row and (top1 := last_value(stage.metrics, "eval/top1")) is not None:
-        row["top1"] = top1
-    return row
+    """A test-accuracy table row for a stage: its eval.json. (The periodic ``eval/top1`` of a
+    PPO run is validation accuracy: it is among the final training metrics, not here.)"""
+    return {k: stage.eval[k] for k in ACCURACY_KEYS if stage.eval and k in stage.eval}
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:

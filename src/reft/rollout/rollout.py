@@ -76,10 +76,23 @@ class Sequences:
             kept[f.name] = v[:, lead : p + t] if f.name in FULL_WIDTH else v[:, :t]
         return replace(self, **kept)
 
-    def micro_batches(self, token_budget: int) -> list[torch.Tensor]:
+    def pack(self) -> Packed:
+        """The rows laid end to end in one row without padding (``Packed``)."""
+        mask = self.attention_mask.bool()
+        p = self.prompt_len
+        # index of each real token in the packed row; a response token is predicted by the
+        # real token before it, the last prompt token for the first
+        flat = (mask.flatten().long().cumsum(0) - 1).view(mask.shape)
+        rows, cols = self.response_mask.bool().nonzero(as_tuple=True)
+        return Packed(input_ids=self.input_ids[mask][None], position_ids=self.position_ids[mask][None],
+                      keep=flat[:, p:][rows, cols] - 1, rows=rows, cols=cols,
+                      labels=self.responses[rows, cols][None], shape=tuple(self.response_mask.shape))
+
+    def micro_batches(self, token_budget: int, packed: bool = False) -> list[torch.Tensor]:
         """Row indices in groups of at most ``token_budget`` tokens each once trimmed (rows x
         (longest prompt + longest response) of the group; at least one row). Rows are taken
-        longest first, so that a group's rows are of similar length. 0: one group of all."""
+        longest first, so that a group's rows are of similar length. 0: one group of all.
+        ``packed``: a group's tokens are its rows' real tokens (``pack``)."""
         n = len(self)
         dev = self.input_ids.device
         if not token_budget:
@@ -88,15 +101,49 @@ class Sequences:
         r_len = self.response_mask.sum(1).long().clamp(min=1).tolist()
         order = sorted(range(n), key=lambda i: p_len[i] + r_len[i], reverse=True)
         groups: list[list[int]] = [[]]
-        width_p = width_r = 0
+        width_p = width_r = total = 0  # the open group's longest prompt, response; real tokens
         for i in order:
-            wp, wr = max(width_p, p_len[i]), max(width_r, r_len[i])
-            if groups[-1] and (len(groups[-1]) + 1) * (wp + wr) > token_budget:
+            wp, wr, tot = max(width_p, p_len[i]), max(width_r, r_len[i]), total + p_len[i] + r_len[i]
+            cost = tot if packed else (len(groups[-1]) + 1) * (wp + wr)
+            if groups[-1] and cost > token_budget:
                 groups.append([])
-                wp, wr = p_len[i], r_len[i]
+                wp, wr, tot = p_len[i], r_len[i], p_len[i] + r_len[i]
             groups[-1].append(i)
-            width_p, width_r = wp, wr
+            width_p, width_r, total = wp, wr, tot
         return [torch.tensor(g, device=dev) for g in groups if g]
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Sequences laid end to end in one row, each numbered from position 0: given these
+    position ids, no attention mask and no cache, transformers keeps the sequences apart
+    (a block-diagonal causal mask; varlen kernels under flash attention), so a forward
+    spends nothing on padding. Outputs come back at the K positions that predict a response
+    token, and ``unpack`` puts them where the padded layout has them."""
+
+    input_ids: torch.Tensor
+    """(1, N) the real tokens of every row, prompt then response"""
+    position_ids: torch.Tensor
+    """(1, N) from 0 in each sequence"""
+    keep: torch.Tensor
+    """(K,) the positions that predict a response token"""
+    rows: torch.Tensor
+    """(K,) the row of each kept position's response token"""
+    cols: torch.Tensor
+    """(K,) its index within the response"""
+    labels: torch.Tensor
+    """(1, K) the response tokens predicted"""
+    shape: tuple[int, int]
+    """(B, T) of the padded responses"""
+
+    def model_inputs(self) -> dict:
+        """Keyword arguments of ``ActorCritic.forward`` and ``lm_response_logits``."""
+        return dict(input_ids=self.input_ids, attention_mask=None, position_ids=self.position_ids,
+                    prompt_len=self.keep)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, K) per-token outputs -> (B, T), 0 at padding; differentiable."""
+        return x.new_zeros(self.shape).index_put((self.rows, self.cols), x[0])
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from reft.runtime.io import write_atomic
 IGNORED = frozenset({
     "out", "resume", "resume_changed", "log_every", "save_every", "save_total_limit",
     "report_to", "max_bad_steps", "kl_warn", "kl_stop", "entropy_stop", "eval_every",
-    "eval_examples", "test_file",
+    "eval_examples", "test_file", "val_file",
 })
 """Settings that do not change what a run computes: never compared on resume."""
 

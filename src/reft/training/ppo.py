@@ -41,6 +41,7 @@ from reft.rollout.sample import Scored, sample_and_score
 from reft.rollout.sampler import question_seed
 from reft.runtime.dist import all_done_fn, shard, shards_params
 from reft.training.loop import Loop
+from reft.training.ppo_packing import check_packing, forward_inputs
 from reft.training.ppo_setup import PPORun, setup_ppo
 
 
@@ -107,22 +108,25 @@ def rollout_forward(run: PPORun, scored: Scored):
     old, values = _from_sampler(run, gens, ref.shape)
     forward = old is None or (values is None and run.critic == "separate")
     old = torch.zeros_like(ref) if old is None else old
+    if cfg.pack and not run.pack_checked:  # once, on every process (forwards may be collective)
+        check_packing(run, seqs.select(torch.arange(min(4, len(seqs)), device=acc.device)).trim())
     # with sharded parameters (ZeRO-3) every forward is collective: as many on every process
     for idx, real in _micro_split(seqs, cfg, acc, pad=shards_params(acc)):
         mb = seqs.select(idx).trim()
         t = mb.response_mask.size(1)
+        inputs, labels, unpack = forward_inputs(mb, cfg)
         if forward:
-            logits, v = run.ac(**mb.model_inputs())
+            logits, v = run.ac(**inputs)
             if real and gens.logprobs is None:
-                old[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
+                old[idx, :t] = unpack(logprobs_from_logits(_at_temperature(logits, cfg), labels))
             del logits
             if real and v is not None:
                 values = torch.zeros_like(old) if values is None else values
-                values[idx, :t] = v.float()
+                values[idx, :t] = unpack(v.float())
         with acc.autocast():
-            logits = lm_response_logits(run.ref, **mb.model_inputs())
+            logits = lm_response_logits(run.ref, **inputs)
         if real:
-            ref[idx, :t] = logprobs_from_logits(_at_temperature(logits, cfg), mb.responses)
+            ref[idx, :t] = unpack(logprobs_from_logits(_at_temperature(logits, cfg), labels))
         del logits
     return seqs, old, ref, values
 
@@ -244,12 +248,14 @@ def _minibatch_step(ac, opt, mb: Experience, cfg: PPOConfig, acc,
 def _losses(ac, part: Experience, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
     """The PPO loss of one micro-batch and its statistics (entropy included); the logits
     are freed before the backward pass."""
-    logits, values = ac(**part.model_inputs())
+    inputs, labels, unpack = forward_inputs(part, cfg)
+    logits, values = ac(**inputs)
     logits = _at_temperature(logits, cfg)
-    logprobs = logprobs_from_logits(logits, part.responses)
+    logprobs = unpack(logprobs_from_logits(logits, labels))
     with torch.no_grad():
-        entropy = masked_mean(entropy_from_logits(logits), part.response_mask)
+        entropy = masked_mean(unpack(entropy_from_logits(logits)), part.response_mask)
     del logits
+    values = None if values is None else unpack(values)
     loss, stats = policy_loss(logprobs, part.old_logprobs, part.advantages, part.response_mask,
                               cfg.clip_eps, cfg.loss_agg)
     if values is not None:
@@ -273,7 +279,7 @@ def _micro_split(seqs: Sequences, cfg: PPOConfig, acc, pad: bool, whole: bool = 
     real (no weight, nothing kept)."""
     if whole:
         return [(torch.arange(len(seqs), device=seqs.input_ids.device), True)]
-    groups = seqs.micro_batches(cfg.micro_batch_tokens)
+    groups = seqs.micro_batches(cfg.micro_batch_tokens, packed=cfg.pack)
     n = len(groups)
     if pad and acc.num_processes > 1:
         n = int(acc.gather(torch.tensor([n], device=acc.device)).max())

@@ -42,6 +42,8 @@ class PPORun:
     """Writes a checkpoint's model."""
     final_saver: Any
     """Writes ``final/``: merged policy + value head (+ critic)."""
+    pack_checked: bool = False
+    """``--pack``: the model was seen to keep packed sequences apart (``check_packing``)."""
 
     @property
     def critic(self) -> str:
@@ -76,9 +78,9 @@ def setup_ppo(cfg: PPOConfig, train: list[Example] | None, test: list[Example] |
         from reft.data import load_examples
 
         train = load_train_examples(cfg)
-        test = load_examples(cfg.test_file, data_format=cfg.data_format, columns=cfg.columns,
+        test = load_examples(cfg.val_file, data_format=cfg.data_format, columns=cfg.columns,
                              task=cfg.task, cot=cfg.cot, hf_split=cfg.hf_split,
-                             max_examples=cfg.eval_examples) if cfg.test_file else []
+                             max_examples=cfg.eval_examples) if cfg.val_file else []
     lm, tokenizer = load_policy(cfg, acc)
     ac = ActorCritic(lm, cfg.critic, value_free=cfg.estimator != "gae").to(acc.device)
     # the run directory is made only once the data and models have loaded

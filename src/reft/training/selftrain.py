@@ -207,15 +207,21 @@ def online_selftrain(cfg: SelfTrainConfig, examples: list[Example]) -> Path:
             records = sampling.sample_records(sampler, tok, batch, cfg, cfg.samples_per_question,
                                               seeds, all_done=all_done)[:own] if batch else []
             batch = batch[:own]
-            n = sum(len(r["samples"]) for r in records)
-            acc_frac = sum(s["correct"] for r in records for s in r["samples"]) / max(1, n)
             # 2. keep the correct ones (+ gold), 3. the release's update, twice by default
             train = online_batch(records, batch, cfg)
             terms = online_terms(train, cfg)
+            lm.train()  # the model's own dropout in the update (the release's model.train());
+            #             loading and sampling leave it in eval mode
             losses = [nll_step(lm, opt, tok, terms, cfg, acc, loop)
                       for _ in range(cfg.updates_per_batch)]
-            loop.step_done({"loss/nll": sum(losses) / len(losses), "reward/accuracy": acc_frac,
-                            "data/examples": len(train.samples) + len(train.gold),
+            # counts over every process: samples, correct ones, examples trained on
+            counts = acc.reduce(torch.tensor([float(sum(len(r["samples"]) for r in records)),
+                                              float(sum(s["correct"] for r in records for s in r["samples"])),
+                                              float(len(train.samples) + len(train.gold))],
+                                             device=acc.device), "sum").tolist()
+            loop.step_done({"loss/nll": sum(losses) / len(losses),
+                            "reward/accuracy": counts[1] / max(1.0, counts[0]),
+                            "data/examples": int(counts[2]),
                             "time/step_s": time.perf_counter() - t0}, log=True)
         loop.checkpoint()
         return loop.finish(hf_saver(acc, lm, tok, merge=True))
