@@ -114,6 +114,21 @@ def prompts_of(examples) -> list[str]:
     return [build_prompt(e.question, cot="nl") for e in examples]
 
 
+def warm_sampling_args(doc: str, prompts: int, batch_size: int | None = None):
+    """A sampler benchmark's start: (its arguments, the warm tiny model, its tokenizer, the
+    prompts of ``--prompts`` training questions); flags ``--prompts``, ``--max-len``,
+    ``--repeats`` (and ``--batch-size`` when given a default), plus ``parser``'s."""
+    p = parser(doc)
+    p.add_argument("--prompts", type=int, default=prompts)
+    p.add_argument("--max-len", type=int, default=128)
+    if batch_size is not None:
+        p.add_argument("--batch-size", type=int, default=batch_size)
+    a = p.parse_args()
+    setup(a.threads)
+    model, tok = load(warm_dir())
+    return a, model, tok, prompts_of(questions(a.prompts, split="train"))
+
+
 def load(path: Path):
     """(model in fp32 on CPU, tokenizer) exactly as reft loads them."""
     from reft.models.loading import ensure_pad_token, load_model, load_tokenizer
