@@ -12,7 +12,10 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import urllib.parse
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,49 @@ def metrics_from_predictions(records: list[dict], k: int) -> dict[str, float]:
             right += bool(answered) and max(answered, key=lambda p: p[0])[1]["correct"]
         out["rerank@k"] = right / n
     return out
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    """Answers GET and HEAD from the server's route table; records every request."""
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def _serve(self, body: bool) -> None:
+        self.server.requests.append((self.command, self.path))
+        route = self.server.routes.get(urllib.parse.urlsplit(self.path).path)
+        if route is None:
+            self.send_error(404)
+            return
+        file, headers = route
+        data = file.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/octet-stream")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def file_server(shared_data):
+    """A server on 127.0.0.1 (the stand-in for anything that downloads) with an empty route
+    table (``routes[url_path] = (file, headers)``), the requests it got (``requests``) and
+    its ``url``; skipped, as the files it serves are, without ../shared/data."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
+    srv.routes, srv.requests = {}, []
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)

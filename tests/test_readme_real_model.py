@@ -12,8 +12,6 @@ import os
 import re
 import shlex
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -45,48 +43,14 @@ def readme_commands() -> list[str]:
     return [line for line in lines if line.startswith("reft ")]
 
 
-class _Files(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        file = self.server.routes.get(self.path)
-        if file is None:
-            self.send_error(404)
-            return
-        data = file.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.fixture
-def release_server():
-    if not SHARED.is_dir():
-        pytest.skip(f"real data not found at {SHARED} (put shared/ beside the repository)")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    srv.routes = {f"/mwp_ReFT/{fetch.RELEASE_COMMIT}/{path}": SHARED / copy
-                  for path, copy in SERVED.items()}
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/mwp_ReFT"
-    srv.shutdown()
-    srv.server_close()
+def release_server(file_server):
+    """The release's files, from ../shared/data, at the URL root ``reft.data.fetch`` reads."""
+    for path, copy in SERVED.items():
+        file_server.routes[f"/mwp_ReFT/{fetch.RELEASE_COMMIT}/{path}"] = (SHARED / copy, {})
+    return f"{file_server.url}/mwp_ReFT"
 
 
-def test_the_readme_names_data_and_configs_that_exist():
-    commands = readme_commands()
-    assert any(c.startswith("reft data get") for c in commands)
-    for c in commands:
-        for word in shlex.split(c):
-            if word.startswith("configs/"):
-                assert (ROOT / word).is_file(), word
-            if word.startswith("reft:"):
-                assert word in fetch.NAMES, word
-
-
-@pytest.mark.slow
 def test_readme_real_model_commands_run(tmp_path, release_server, tiny_model_dir, python):
     hf_home = seed_hub(tmp_path / "hf")
     env = {**os.environ, "HF_HOME": str(hf_home), fetch.ENDPOINT_ENV: release_server,

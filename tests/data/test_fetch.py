@@ -13,10 +13,7 @@ import dataclasses
 import hashlib
 import json
 import socket
-import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -37,50 +34,10 @@ SHARED_COPIES = {
 RELEASE_PREFIX = "/mwp_ReFT"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers GET and HEAD from the server's route table; records every request."""
-
-    def do_GET(self) -> None:
-        self._serve(body=True)
-
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
-
-    def _serve(self, body: bool) -> None:
-        self.server.requests.append((self.command, self.path))
-        route = self.server.routes.get(urllib.parse.urlsplit(self.path).path)
-        if route is None:
-            self.send_error(404)
-            return
-        file, headers = route
-        data = file.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Content-Type", "application/octet-stream")
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.fixture
-def server():
-    """A local server with an empty route table (``routes[url_path] = (file, headers)``)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"real data not found at {SHARED} (put shared/ beside the repository)")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.routes, srv.requests = {}, []
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+def server(file_server):
+    """The local file server (``tests.fixtures.file_server``), empty."""
+    return file_server
 
 
 @pytest.fixture
