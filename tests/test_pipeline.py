@@ -316,3 +316,27 @@ def test_pipeline_module_does_not_import_torch(python):
     code = "import sys, reft.pipeline; print('torch' in sys.modules)"
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip() == "False", r.stderr
+
+
+@pytest.mark.slow
+def test_reft_periodic_top1_reads_the_validation_file_not_the_test_file(tmp_path, monkeypatch,
+                                                                        one_thread):
+    """``data.val_file`` is what ReFT's periodic top-1 reads (the first ``eval_examples`` of
+    it); the test file only reaches the final evaluations."""
+    import reft.training.ppo as ppo
+    from reft.data.synthetic import generate_validation, write_reft_json
+
+    path = tiny_config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    val = write_reft_json(generate_validation(5, 24, seed=0), tmp_path / "val.json")
+    cfg["data"]["val_file"] = str(val)
+    cfg.update(methods=["reft"])
+    cfg["reft"].update(max_steps=1, eval_every=1, eval_examples=3)
+    path.write_text(yaml.safe_dump(cfg))
+    seen, real = [], ppo.train_ppo
+    monkeypatch.setattr(ppo, "train_ppo", lambda c, train, held_out: seen.append(held_out) or real(c, train, held_out))
+    main(Namespace(config=str(path)))
+    (held_out,) = seen
+    assert [e.id for e in held_out] == ["synth-val-0", "synth-val-1", "synth-val-2"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "reft" / "metrics.jsonl").open()]
+    assert any("eval/top1" in r for r in rows)

@@ -17,8 +17,9 @@ _DATA_KEYS = ("train_file", "data_format", "columns", "hf_split", "max_examples"
               "template", "seed")
 
 
-def load_data(p: Pipeline) -> tuple[list, list]:
-    """(training examples with CoTs, test examples), read once and shared by every stage."""
+def load_data(p: Pipeline) -> tuple[list, list, list]:
+    """(training examples with CoTs, test examples, validation examples: ReFT's periodic
+    top-1), read once, before any stage, and shared by every stage."""
     from reft.data import load_examples
 
     d, r = p.data, p.run
@@ -33,9 +34,8 @@ def load_data(p: Pipeline) -> tuple[list, list]:
     if d.max_examples:
         train = train[: d.max_examples]
     test = load_examples(d.test_file, hf_split=d.test_split, max_examples=d.max_test_examples, **kw)
-    if d.val_file:  # read by ReFT's stage; a bad file stops the run now, not after the warm-up
-        load_examples(d.val_file, **kw)
-    return train, test
+    val = load_examples(d.val_file, **kw) if d.val_file else []
+    return train, test, val
 
 
 def _device() -> str | None:
@@ -61,17 +61,17 @@ def _tiny_stage(p: Pipeline, train: list) -> Stage:
     return Stage("model", {"spec": spec, "data": data}, run)
 
 
-def _training_stage(name: str, cfg: Any, train: list, deps: tuple[str, ...]) -> Stage:
+def _training_stage(name: str, cfg: Any, train: list, deps: tuple[str, ...],
+                    val: list | None = None) -> Stage:
+    """A training stage; ``val``: the validation examples of ReFT's periodic top-1 (never
+    the test set)."""
     def run(resume: bool) -> Path:
         c = dataclasses.replace(cfg, resume=resume)
         if isinstance(c, PPOConfig):
-            from reft.data import load_examples
             from reft.training.ppo import train_ppo
 
-            # the periodic top-1 reads the validation data, never the test set
-            val = load_examples(c.val_file, data_format=c.data_format, columns=c.columns, task=c.task,
-                                cot=c.cot, max_examples=c.eval_examples) if c.val_file and c.eval_every else []
-            return train_ppo(c, train, val)
+            held_out = (val[: c.eval_examples] if c.eval_examples else val) if c.eval_every and val else []
+            return train_ppo(c, train, held_out)
         if isinstance(c, SelfTrainConfig):
             from reft.training.selftrain import run_selftrain
 
@@ -147,7 +147,7 @@ def run_pipeline(p: Pipeline) -> dict:
         except ImportError as e:
             raise UserError(f"the reranker section needs 'reft reranker train' ({e})") from None
     setup_threads()
-    train, test = load_data(p)
+    train, test, val = load_data(p)
     _say(f"{len(train)} training and {len(test)} test examples; output in {p.out}")
     run = Runner(p.out)
     tiny = isinstance(p.model, TinyModel)
@@ -157,7 +157,7 @@ def run_pipeline(p: Pipeline) -> dict:
     warm.settings = {"config": warm.settings, "base_model": None if tiny else p.model}
     finals = {"warmup": run(warm)}
     for m in p.methods:
-        finals[m] = run(_training_stage(m, p.configs[m], train, ("warmup",)))
+        finals[m] = run(_training_stage(m, p.configs[m], train, ("warmup",), val))
     ev, own = p.configs["eval"], rerankers(p)
     if own:
         run(_samples_stage(p, train))
