@@ -51,6 +51,18 @@ def release_server(file_server):
     return f"{file_server.url}/mwp_ReFT"
 
 
+def test_the_readme_names_data_and_configs_that_exist():
+    commands = readme_commands()
+    assert any(c.startswith("reft data get") for c in commands)
+    for c in commands:
+        for word in shlex.split(c):
+            if word.startswith("configs/"):
+                assert (ROOT / word).is_file(), word
+            if word.startswith("reft:"):
+                assert word in fetch.NAMES, word
+
+
+@pytest.mark.slow
 def test_readme_real_model_commands_run(tmp_path, release_server, tiny_model_dir, python):
     hf_home = seed_hub(tmp_path / "hf")
     env = {**os.environ, "HF_HOME": str(hf_home), fetch.ENDPOINT_ENV: release_server,
